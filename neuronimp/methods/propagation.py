@@ -1,0 +1,86 @@
+"""DeepLIFT (rescale) and LRP relevance at a layer, through Captum's LayerDeepLift and LayerLRP.
+
+These are Captum's well-tested implementations used as they are, on the canonicalised model (every ReLU
+its own module, none in place: Captum's rules only see nn.Module non-linearities). LRP rules are set as
+the `rule` attribute Captum reads, inside a context manager that removes them afterwards.
+  deeplift     Shrikumar et al. 2017, rescale rule, multiplied by (y - y'): sums to F(x) - F(x').
+  lrp_epsilon  Bach et al. 2015, epsilon rule on every layer.
+  lrp_gamma    Montavon et al. 2019, gamma rule (gamma from the config) on conv/linear layers.
+  lrp_zplus    z+ rule (deep Taylor decomposition, Montavon et al. 2017): Captum's Alpha1_Beta0_Rule.
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import torch
+from torch import nn
+
+from neuronimp.errors import UsageError
+from neuronimp.hooks import get_module, module_attrs, no_new_attrs, swap_module
+from neuronimp.methods.path import unit_sum
+
+
+def deeplift(model: nn.Module, layer: str, x: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """DeepLIFT rescale contributions of the layer's units, [B, U]."""
+    from captum.attr import LayerDeepLift
+
+    # Captum hooks tensors that must require grad: parameters keep theirs here (no .grad is written).
+    with no_new_attrs(model), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        attr = LayerDeepLift(model, get_module(model, layer), multiply_by_inputs=True).attribute(
+            x, baseline.expand_as(x), target=target
+        )
+    return unit_sum(attr.detach())
+
+
+def _rules(model: nn.Module, rule: str, epsilon: float, gamma: float) -> dict[nn.Module, dict[str, object]]:
+    from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule, EpsilonRule, GammaRule
+
+    out: dict[nn.Module, dict[str, object]] = {}
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            r = {"lrp_epsilon": lambda: EpsilonRule(epsilon), "lrp_gamma": lambda: GammaRule(gamma),
+                 "lrp_zplus": Alpha1_Beta0_Rule}[rule]()
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten, nn.Identity, nn.MaxPool1d, nn.MaxPool2d,
+                            nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)):
+            r = EpsilonRule(epsilon)  # shape-only and pooling modules pass relevance on in proportion (z-rule)
+        else:
+            continue
+        out[m] = {"rule": r}
+    return out
+
+
+class _Tap(nn.Module):
+    """An identity that returns a new tensor (backward hooks need output and input to be distinct)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+
+def lrp(model: nn.Module, layer: str, x: torch.Tensor, target: torch.Tensor, rule: str,
+        epsilon: float = 1e-6, gamma: float = 0.25) -> torch.Tensor:
+    """LRP relevance of the layer's units (output side), [B, U]."""
+    from captum.attr import LayerLRP
+
+    from captum.attr._utils.lrp_rules import EpsilonRule
+
+    # Captum gives non-linear modules no rule, so it cannot report relevance at a ReLU's output; relevance
+    # passes a ReLU unchanged, so a tap (an Identity with the z-rule) placed right after it reads the same.
+    target_mod = get_module(model, layer)
+    tap = _Tap()
+    with contextlib.ExitStack() as stack:
+        if isinstance(target_mod, (nn.ReLU, nn.Tanh, nn.Dropout)):
+            stack.enter_context(swap_module(model, layer, nn.Sequential(target_mod, tap)))
+            target_mod = tap
+        stack.enter_context(no_new_attrs(model))
+        rules = _rules(model, rule, epsilon, gamma)
+        rules[tap] = {"rule": EpsilonRule(1e-12)}
+        stack.enter_context(module_attrs(rules))
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
+        try:
+            attr = LayerLRP(model, target_mod).attribute(x, target=target)
+        except TypeError as exc:
+            raise UsageError(f"{rule} is not available for this model: {exc}".replace("\n", " ")) from None
+    return unit_sum(attr.detach())

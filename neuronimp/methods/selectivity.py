@@ -1,0 +1,61 @@
+"""Dataset statistics of a layer's units, and the class selectivity index (Morcos et al. 2018, eq. 1).
+
+selectivity_u = (mu_max - mu_-max) / (mu_max + mu_-max), where mu_max is the largest class-conditional
+mean activation of unit u and mu_-max the mean of the class-conditional means over all other classes.
+Activations are averaged over spatial positions (a conv unit is a channel). The index is 0 where both
+means are 0 (a dead unit), and lies in [0, 1] for non-negative (post-ReLU) activations.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from neuronimp.hooks import capture, frozen
+
+
+@dataclass
+class LayerStats:
+    """Per-layer statistics over a reference set: per-position mean [U, *s], class means [C, U], count."""
+
+    mean: torch.Tensor
+    class_means: torch.Tensor
+    count: int
+
+
+def layer_statistics(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], layers: list[str], num_classes: int
+) -> dict[str, LayerStats]:
+    """Mean activation (per position) and class-conditional unit means, from (x, y) batches."""
+    sums: dict[str, torch.Tensor] = {}
+    csum: dict[str, torch.Tensor] = {}
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    n = 0
+    with frozen(model), capture(model, layers) as out, torch.no_grad():
+        for x, y in batches:
+            model(x)
+            counts += torch.bincount(y.cpu(), minlength=num_classes).double()
+            n += x.shape[0]
+            for l in layers:
+                a = out[l].double()
+                unit = a.flatten(2).mean(2) if a.dim() > 2 else a  # [B, U]
+                sums[l] = sums.get(l, 0) + a.sum(0)
+                c = torch.zeros(num_classes, unit.shape[1], dtype=torch.float64, device=unit.device)
+                c.index_add_(0, y.to(unit.device), unit)
+                csum[l] = csum.get(l, 0) + c
+    if n == 0:
+        raise ValueError("no data for layer statistics")
+    present = counts.clamp(min=1).unsqueeze(1)
+    return {l: LayerStats((sums[l] / n).float(), (csum[l].cpu() / present).float(), n) for l in layers}
+
+
+def selectivity_index(class_means: torch.Tensor) -> torch.Tensor:
+    """Class selectivity of each unit from class-conditional means [C, U] -> [U] (Morcos et al. eq. 1)."""
+    C = class_means.shape[0]  # noqa: N806
+    mu_max, idx = class_means.max(0)
+    rest = (class_means.sum(0) - mu_max) / (C - 1)
+    denom = mu_max + rest
+    si = (mu_max - rest) / torch.where(denom == 0, torch.ones_like(denom), denom)
+    return torch.where(denom == 0, torch.zeros_like(si), si)
