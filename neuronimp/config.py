@@ -129,6 +129,21 @@ class SelectCfg(Strict):
     use_abs: bool = False
 
 
+class SentimentCfg(Strict):
+    """The Kim CNN filter analysis (`neuronimp filters`, `neuronimp explain`; Dhamdhere et al. 2018, sec. 7)."""
+
+    zero_tol: float = Field(default=0.01, ge=0)  # |conductance| below this counts as zero
+    almost_always: float = Field(default=0.9, gt=0.5, le=1)  # share of non-zero cases with one sign
+    min_nonzero: int = Field(default=5, ge=1)  # fewer non-zero cases: the filter is 'rarely active'
+    negators: list[str] = Field(default_factory=lambda: ["not", "n't", "never"], min_length=1)
+    sentiment_words: Literal["builtin", "train"] = "builtin"  # built-in lexicon, or top words per label
+    top_words: int = Field(default=50, ge=1)  # per label, when sentiment_words = train
+    min_word_count: int = Field(default=5, ge=1)  # train words seen fewer times are not candidates
+    max_pairs: int = Field(default=500, ge=1)  # minimal pairs built from the analysed split (at most)
+    examples: int = Field(default=5, ge=0)  # sentences per flipping filter in the HTML report
+    sign_map_sentences: int = Field(default=0, ge=0)  # sentences drawn in the sign-map PNG (0: all)
+
+
 class RunnerCfg(Strict):
     """Where and how it runs: device, batching, output, sharding."""
 
@@ -158,6 +173,7 @@ class Config(Strict):
     ablate: AblateCfg = Field(default_factory=AblateCfg)
     delete: DeleteCfg = Field(default_factory=DeleteCfg)
     select: SelectCfg = Field(default_factory=SelectCfg)
+    sentiment: SentimentCfg = Field(default_factory=SentimentCfg)
     runner: RunnerCfg = Field(default_factory=RunnerCfg)
 
     @field_validator("methods")
@@ -274,9 +290,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def check_names(cfg: Config, source: str) -> None:
     """Check names that live in registries (model, dataset) and the baseline file."""
     from neuronimp.data import DATASETS
-    from neuronimp.models import MODELS, is_dynamic_model_name
+    from neuronimp.models import MODELS
 
-    if not is_dynamic_model_name(cfg.model.name):
+    dynamic = ":" in cfg.model.name or cfg.model.name.startswith("timm/")  # user entry points, any timm model
+    if not dynamic:
         MODELS.canonical(cfg.model.name, where=f"{source}: model.name")
     DATASETS.canonical(cfg.data.name, where=f"{source}: data.name")
     # Checkpoint files and data folders are checked when they are opened, not here: configs for ImageNet

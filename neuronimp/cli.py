@@ -1,0 +1,169 @@
+"""The `neuronimp` command line: parse, validate, call the runner. Each command is a few lines.
+
+Every user mistake ends with one line on stderr and exit code 2 (no traceback).
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from neuronimp.errors import UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="How important is a neuron? Conductance and friends, and the studies of the papers.")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML experiment config")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override a key: --set attribution.n_steps=100")]
+ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="run shard i/N of the inputs (0-based)")]
+LauncherOpt = Annotated[Optional[str], typer.Option("--launcher", help="local | slurm: run all shards as jobs")]
+ShardsOpt = Annotated[int, typer.Option("--shards", help="number of shards for --launcher")]
+
+
+def usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn UsageError (and a few well-known user errors) into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UsageError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: finished batches are kept; re-run the same command to resume", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _config(config: Path, overrides: list[str] | None) -> Any:
+    from neuronimp.config import load_config
+
+    return load_config(config, overrides)
+
+
+def _study(command: str, config: Path, overrides: list[str] | None, shard: str | None,
+           launcher: str | None, shards: int) -> None:
+    """Shared body of the per-study commands: validate, then run locally, as shards, or on Slurm."""
+    from neuronimp.runner.shards import Shard
+
+    cfg = _config(config, overrides)
+    if launcher:
+        from neuronimp.runner.launch import launch
+
+        launch(command, config, overrides or [], launcher, shards, cfg)
+        return
+    from neuronimp.runner.context import build_context
+
+    ctx = build_context(cfg)
+    module = importlib.import_module(f"neuronimp.commands.{command}")
+    module.run(ctx, Shard.parse(shard))
+
+
+@app.command()
+@usage_errors
+def validate(configs: Annotated[list[Path], typer.Argument(help="config files")],
+             set_: SetOpt = None) -> None:
+    """Check configs (keys, types, ranges, model/dataset/method names) without running anything."""
+    for c in configs:
+        cfg = _config(c, set_)
+        typer.echo(f"ok: {c} (model {cfg.model.name}, data {cfg.data.name}, methods {', '.join(cfg.methods)})")
+
+
+@app.command()
+@usage_errors
+def models() -> None:
+    """List the registered models."""
+    from neuronimp.models import MODELS
+
+    for name in MODELS.names():
+        typer.echo(f"{name:24s} {MODELS.describe(name)}")
+    typer.echo(f"{'timm/<name>':24s} any timm model by name, e.g. timm/resnet50")
+    typer.echo(f"{'package.module:function':24s} your own model (returns an nn.Module or a ModelBundle)")
+
+
+@app.command()
+@usage_errors
+def layers(model: Annotated[str, typer.Argument(help="model name")],
+           option: Annotated[Optional[list[str]], typer.Option("--option", help="model option KEY=VALUE")] = None
+           ) -> None:
+    """Print every addressable layer of MODEL with its output shape and unit count."""
+    from neuronimp.config import parse_overrides
+    from neuronimp.models import create_model, list_layers
+
+    opts = dict(parse_overrides(option))
+    bundle = create_model(model, weights="none", **opts)
+    typer.echo(f"{'layer':28s} {'alias':10s} {'shape':22s} units")
+    for info in list_layers(bundle):
+        shape = "x".join(str(s) for s in info.shape)
+        typer.echo(f"{info.name:28s} {info.alias or '':10s} {shape:22s} {info.units}")
+
+
+@app.command()
+@usage_errors
+def score(config: ConfigOpt, set_: SetOpt = None, shard: ShardOpt = None, launcher: LauncherOpt = None,
+          shards: ShardsOpt = 2) -> None:
+    """Per-unit importance of every (input, layer, method): scores.csv in long format."""
+    _study("score", config, set_, shard, launcher, shards)
+
+
+@app.command()
+@usage_errors
+def ablate(config: ConfigOpt, set_: SetOpt = None, shard: ShardOpt = None, launcher: LauncherOpt = None,
+           shards: ShardsOpt = 2) -> None:
+    """Study 1: ablate units in order of importance until the prediction flips."""
+    _study("ablate", config, set_, shard, launcher, shards)
+
+
+@app.command()
+@usage_errors
+def delete(config: ConfigOpt, set_: SetOpt = None, shard: ShardOpt = None, launcher: LauncherOpt = None,
+           shards: ShardsOpt = 2) -> None:
+    """Study 2: cumulative unit deletion, selectivity and generalisation (Morcos et al. 2018)."""
+    _study("delete", config, set_, shard, launcher, shards)
+
+
+@app.command("select")
+@usage_errors
+def select_(config: ConfigOpt, set_: SetOpt = None, shard: ShardOpt = None, launcher: LauncherOpt = None,
+            shards: ShardsOpt = 2) -> None:
+    """Study 3: top-k unit selection and a logistic-regression probe on the selected units."""
+    _study("select", config, set_, shard, launcher, shards)
+
+
+@app.command()
+@usage_errors
+def train(config: ConfigOpt, set_: SetOpt = None) -> None:
+    """Train the configured model; writes a checkpoint and a metrics JSON."""
+    from neuronimp.commands.train import run
+    from neuronimp.runner.context import build_context
+
+    cfg = _config(config, set_)
+    run(build_context(cfg, weights="none"))
+
+
+@app.command()
+@usage_errors
+def merge(folder: Annotated[Path, typer.Argument(help="results folder holding shard files")],
+          name: Annotated[Optional[str], typer.Option(help="table name, e.g. scores; default: every table")] = None
+          ) -> None:
+    """Combine shard files into one table, checking that none is missing or duplicated."""
+    from neuronimp.runner.merge import merge_folder
+
+    for path in merge_folder(folder, name):
+        typer.echo(f"merged: {path}")
+
+
+def main() -> None:
+    """Entry point (console script)."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

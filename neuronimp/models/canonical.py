@@ -1,0 +1,102 @@
+"""Canonical form of a network: no in-place ops, one activation/pool module per call site.
+
+Why: DeepLIFT and LRP (Captum, zennit) attach their rules to activation and pooling *modules*, and
+per-layer hooks record one output per module call. A functional `F.relu` is invisible to both (the
+rules silently fall back to plain gradients); a module instance registered or called twice mixes two
+call sites into one hook; an in-place op rewrites the tensor a hook or a full backward hook recorded.
+Torch only shares a module when the model's code does so, so functional ReLUs are fixed by replacing
+blocks (see `inception.py`), and sharing is detected here and refused.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from neuronimp.errors import UsageError
+
+_POOL_MODULE = "torch.nn.modules.pooling"
+_ACT_NAMES = ("relu", "gelu", "silu", "swish", "mish", "sigmoid", "tanh", "elu", "hardswish", "hardsigmoid",
+              "softplus", "prelu", "selu", "celu", "quickgelu")
+
+
+def is_activation(module: nn.Module) -> bool:
+    """True for elementwise nonlinearity modules (torch's or timm's), whose rules DeepLIFT/LRP replace."""
+    if isinstance(module, nn.MultiheadAttention):
+        return False
+    if type(module).__module__ == "torch.nn.modules.activation":
+        return True
+    return type(module).__name__.lower() in _ACT_NAMES
+
+
+def has_role(module: nn.Module) -> bool:
+    """True for modules that must own their call site: activations and pools."""
+    return is_activation(module) or type(module).__module__ == _POOL_MODULE
+
+
+def canonicalise(model: nn.Module) -> nn.Module:
+    """Turn off every `inplace` flag; raise UsageError if an activation/pool is registered twice."""
+    for module in model.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
+    names: dict[int, list[str]] = defaultdict(list)
+    for name, module in model.named_modules(remove_duplicate=False):
+        if has_role(module):
+            names[id(module)].append(name)
+    shared = [ns for ns in names.values() if len(ns) > 1]
+    if shared:
+        listed = "; ".join(" = ".join(ns) for ns in shared[:5])
+        raise UsageError(f"model shares activation/pool modules between call sites ({listed}); "
+                         "DeepLIFT, LRP and layer hooks need one module per call site")
+    return model
+
+
+def assert_canonical(model: nn.Module) -> None:
+    """Raise AssertionError unless no module is in-place and no activation/pool is registered twice."""
+    inplace = [n for n, m in model.named_modules() if getattr(m, "inplace", False) is True]
+    assert not inplace, f"in-place modules: {inplace[:5]}"
+    seen: dict[int, str] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if has_role(module):
+            assert id(module) not in seen, f"{name} and {seen[id(module)]} are one module"
+            seen[id(module)] = name
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Put `model` in eval mode (no batch-norm statistics update) and restore its mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def call_counts(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+    """Run `example` (batched) once and count calls of every activation/pool module, by module path."""
+    counts: dict[str, int] = defaultdict(int)
+    handles = []
+    for name, module in model.named_modules():
+        if has_role(module):
+            handles.append(module.register_forward_hook(lambda m, i, o, name=name: counts.__setitem__(
+                name, counts[name] + 1)))
+    try:
+        with torch.no_grad(), evaluating(model):
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return dict(counts)
+
+
+def check_call_sites(model: nn.Module, example: torch.Tensor, name: str = "model") -> None:
+    """Raise UsageError if one activation/pool module is called at more than one call site."""
+    repeated = {k: v for k, v in call_counts(model, example).items() if v > 1}
+    if repeated:
+        listed = ", ".join(f"{k} ({v} calls)" for k, v in list(repeated.items())[:5])
+        raise UsageError(f"model {name!r} calls one activation/pool module at several call sites: {listed}; "
+                         "DeepLIFT, LRP and layer hooks need one module per call site (give each its own module)")

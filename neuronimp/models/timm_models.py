@@ -1,0 +1,71 @@
+"""timm models: any `timm/<name>`, and timm's Inception v3 with the torchvision paper aliases.
+
+timm builds activations as modules (ConvNormAct -> BatchNormAct2d.act) but with `inplace=True`;
+`canonicalise` turns that off. Functional ops inside a timm block (e.g. timm's Inception v3 pools with
+`F.max_pool2d`) stay invisible to hooks; `create_model` refuses models that call one activation twice.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from neuronimp.errors import UsageError, unknown
+from neuronimp.models.bundle import MODELS, ModelBundle
+from neuronimp.models.inception_v3 import V3_ALIASES
+from neuronimp.models.weights import fetch, load_weights
+
+TIMM_PREFIX = "timm/"
+
+
+def _create(name: str, weights: str, num_classes: int | None, options: dict[str, Any]) -> nn.Module:
+    """timm.create_model, pretrained when weights == "imagenet", else loaded from `weights`."""
+    import timm
+
+    if not timm.is_model(name):
+        raise unknown("timm model", name, timm.list_models(), where="model")
+    kwargs = dict(options) | ({"num_classes": num_classes} if num_classes is not None else {})
+    try:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    except TypeError as err:
+        raise UsageError(f"bad option for model {TIMM_PREFIX}{name}: {err}") from err
+    if weights == "imagenet":  # built once more, with timm's own download, cache and head adaptation
+        return fetch(f"{TIMM_PREFIX}{name}", lambda: timm.create_model(name, pretrained=True, **kwargs))
+    return load_weights(model, weights, None, name=f"{TIMM_PREFIX}{name}")
+
+
+def timm_transform(model: nn.Module) -> Any:
+    """timm's own eval preprocessing for `model` (resize, center crop, normalise by its pretrained config)."""
+    import timm.data
+
+    config = timm.data.resolve_model_data_config(model)
+    return timm.data.create_transform(**config, is_training=False)
+
+
+def default_layer_of(model: nn.Module) -> str:
+    """The deepest feature stage timm reports (feature_info), else the last top-level child before the head."""
+    info = getattr(model, "feature_info", None)
+    if info:
+        last = info[-1]
+        return last["module"] if isinstance(last, dict) else str(last)
+    children = [n for n, _ in model.named_children()]
+    return children[-2] if len(children) > 1 else (children[0] if children else "")
+
+
+def timm_model(name: str, weights: str = "none", num_classes: int | None = None, **options: Any) -> ModelBundle:
+    """Any timm model by name (`timm/<name>`); options go to timm.create_model."""
+    model = _create(name, weights, num_classes, options)
+    shape = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+    return ModelBundle(model=model, name=f"{TIMM_PREFIX}{name}", num_classes=model.num_classes,
+                       input_shape=shape, layer_aliases={}, default_layer=default_layer_of(model),
+                       transform=timm_transform(model))
+
+
+@MODELS.register("inception_v3_timm")
+def inception_v3_timm(weights: str = "none", num_classes: int | None = None, **options: Any) -> ModelBundle:
+    """Inception v3 (timm, torchvision-ported weights, inputs normalised to [-1, 1]); default layer Mixed_6e."""
+    bundle = timm_model("inception_v3", weights, num_classes, **options)
+    bundle.name = "inception_v3_timm"
+    bundle.layer_aliases = dict(V3_ALIASES)
+    bundle.default_layer = "Mixed_6e"
+    return bundle

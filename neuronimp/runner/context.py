@@ -1,0 +1,137 @@
+"""The run context: the loaded model and data on a device, and batching of inputs.
+
+Built once per command from a validated Config; studies receive tensors from it, never paths.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from neuronimp.config import Config, dump_config
+from neuronimp.data import DataBundle, labels_of, load_data, take
+from neuronimp.errors import UsageError
+from neuronimp.models import ModelBundle, create_model, resolve_layer
+from neuronimp.runner.io import metadata_record, write_meta
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; an unavailable device is a usage error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"runner.device = {name!r}: allowed: auto, cpu, cuda, cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"runner.device = {name!r}: no CUDA device on this machine; use auto or cpu")
+    return dev
+
+
+@dataclass
+class Context:
+    """Everything a command needs: config, model, data, device, dtype and the output folder."""
+
+    cfg: Config
+    bundle: ModelBundle
+    data: DataBundle
+    device: torch.device
+    dtype: torch.dtype
+    out: Path
+
+    @property
+    def layers(self) -> list[str]:
+        """The configured layers resolved to module paths (aliases accepted)."""
+        names = self.cfg.layers or [self.bundle.default_layer]
+        return [resolve_layer(self.bundle, n) for n in names]
+
+    def split(self, name: str | None = None, limit: int | None = None) -> Dataset:
+        """A split of the data ('train', 'test', 'dev'), cut to `limit` items (first N)."""
+        name = name or self.cfg.data.split
+        ds = {"train": self.data.train, "test": self.data.test, "dev": self.data.dev}.get(name)
+        if ds is None:
+            raise UsageError(f"data.split = {name!r}: the dataset {self.cfg.data.name!r} has no such split")
+        lim = limit if limit is not None else self.cfg.data.limit
+        return take(ds, lim) if lim else ds
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw batch -> the float tensor the model takes (token ids go through the embedding)."""
+        x = x.to(self.device, non_blocking=True)
+        if self.bundle.embed is not None:
+            with torch.no_grad():
+                x = self.bundle.embed(x)
+        x = x.to(self.dtype)
+        if self.cfg.runner.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def batches(self, ds: Dataset, ids: list[int] | None = None, batch_size: int | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield (ids, x, y): ids and y as LongTensors, x the model's float input on the device."""
+        ids = list(range(len(ds))) if ids is None else ids
+        sub = torch.utils.data.Subset(ds, ids)
+        loader = DataLoader(sub, batch_size=batch_size or self.cfg.runner.batch_size, shuffle=False,
+                            num_workers=self.cfg.runner.num_workers, pin_memory=self.device.type == "cuda")
+        start = 0
+        for x, y in loader:
+            n = x.shape[0]
+            yield torch.tensor(ids[start : start + n]), self.to_input(x), y.to(self.device)
+            start += n
+
+    def labels(self, ds: Dataset) -> torch.Tensor:
+        """All labels of a dataset, [N]."""
+        return labels_of(ds)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16/fp16 autocast when configured (the completeness delta shows what it costs)."""
+        mode = self.cfg.runner.autocast
+        if mode == "none":
+            return contextlib.nullcontext()
+        dt = torch.bfloat16 if mode == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dt)
+
+    def meta(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The metadata record written beside every result of this run."""
+        import yaml
+
+        return metadata_record(yaml.safe_load(dump_config(self.cfg)), str(self.device), extra)
+
+    def write_meta(self, table: Path, extra: dict[str, Any] | None = None) -> None:
+        """Write `<table>.meta.json`."""
+        write_meta(table, self.meta(extra))
+
+
+def build_context(cfg: Config, *, weights: str | None = None, need_data: bool = True) -> Context:
+    """Load model and data for `cfg` on its device."""
+    torch.manual_seed(cfg.seed)
+    if cfg.runner.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    device = pick_device(cfg.runner.device)
+    dtype = DTYPES[cfg.runner.dtype]
+    data_opts = dict(cfg.data.options)
+    model_opts = dict(cfg.model.options)
+    weights = weights or cfg.model.weights
+    if cfg.data.name == "imagenet_folder":  # the images need the model's own preprocessing
+        bundle = create_model(cfg.model.name, weights=weights, **model_opts)
+        data = load_data(cfg.data.name, transform=bundle.transform, **data_opts) if need_data else None
+    else:
+        data = load_data(cfg.data.name, **data_opts) if need_data else None
+        if data is not None and data.vocab is not None:  # text: the vocabulary sizes the embedding
+            model_opts.setdefault("vocab", data.vocab)
+            model_opts.setdefault("max_len", int(data.input_shape[0]))
+        num_classes = data.num_classes if data is not None else None
+        bundle = create_model(cfg.model.name, weights=weights, num_classes=num_classes, **model_opts)
+    bundle.model.to(device=device, dtype=dtype)
+    if bundle.embed is not None:
+        bundle.embed.to(device=device, dtype=dtype)
+    if cfg.runner.channels_last:
+        bundle.model.to(memory_format=torch.channels_last)
+    return Context(cfg, bundle, data, device, dtype, Path(cfg.runner.out))

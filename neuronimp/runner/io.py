@@ -1,0 +1,110 @@
+"""Result files: atomic writes (temporary file, then rename), metadata beside every result, and the
+part files that make runs resumable and safe against `kill -9`.
+
+A table is written as `name.csv` (or `.parquet`) next to `name.meta.json`, which carries the resolved
+config, the git commit, package versions and the device. Nothing is ever written in place: a reader sees
+either the old file or the complete new one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from neuronimp.errors import UsageError
+
+PACKAGES = ("neuronimp", "torch", "torchvision", "timm", "captum", "numpy", "pandas", "scikit-learn", "pydantic")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path in the same folder; on success fsync and rename it onto `path`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_table(df: pd.DataFrame, path: Path, fmt: str = "csv") -> Path:
+    """Write a DataFrame atomically as CSV (default) or Parquet; returns the final path."""
+    path = Path(path).with_suffix(".parquet" if fmt == "parquet" else ".csv")
+    with atomic_path(path) as tmp:
+        if fmt == "parquet":
+            try:
+                df.to_parquet(tmp, index=False)
+            except ImportError:
+                raise UsageError("runner.format = 'parquet' needs pyarrow: pip install 'neuronimp[parquet]'") from None
+        else:
+            df.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
+    return path
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet table written by `write_table`."""
+    path = Path(path)
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+def git_commit() -> str:
+    """The commit of the neuronimp checkout (with '+dirty' when it has changes), or 'unknown'."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages results depend on."""
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def metadata_record(config: dict[str, Any], device: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What is written beside every result: resolved config, commit, versions, device."""
+    return {"config": config, "git_commit": git_commit(), "versions": versions(), "device": device,
+            "host": platform.node(), **(extra or {})}
+
+
+def write_meta(table_path: Path, record: dict[str, Any]) -> Path:
+    """Write `<table>.meta.json` beside a table."""
+    meta = Path(table_path).with_suffix(".meta.json")
+    write_text(meta, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    return meta

@@ -1,0 +1,150 @@
+"""Training loop for the zoo's small image nets and the Kim CNN (plain supervised cross-entropy).
+
+`fit` is a plain function so the studies can train many networks (corruption levels x seeds) with it.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from neuronimp.config import TrainCfg
+from neuronimp.runner.progress import progress
+
+
+@dataclass
+class FitResult:
+    """Per-epoch metrics and the summary of a training run."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    reached_fit_target: bool | None = None
+    final: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate(model: nn.Module, embed: nn.Module | None, ds: Dataset, device: torch.device, dtype: torch.dtype,
+             batch_size: int = 512) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of `model` on `ds` (eval mode)."""
+    was = model.training
+    model.eval()
+    correct, loss, n = 0, 0.0, 0
+    with torch.no_grad():
+        for x, y in DataLoader(ds, batch_size=batch_size):
+            x, y = _inp(x, embed, device, dtype), y.to(device)
+            out = model(x)
+            loss += float(nn.functional.cross_entropy(out, y, reduction="sum"))
+            correct += int((out.argmax(1) == y).sum())
+            n += len(y)
+    model.train(was)
+    return {"acc": correct / max(n, 1), "loss": loss / max(n, 1)}
+
+
+def _inp(x: torch.Tensor, embed: nn.Module | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    x = x.to(device)
+    return (embed(x) if embed is not None else x).to(dtype)
+
+
+def _optimizer(params: list[nn.Parameter], cfg: TrainCfg) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adadelta(params, lr=cfg.lr, rho=cfg.adadelta_rho, eps=1e-6, weight_decay=cfg.weight_decay)
+
+
+def _max_norm(model: nn.Module, limit: float) -> None:
+    """Kim (2014): rescale each row of the last linear layer's weight to L2 norm <= limit."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.copy_(torch.renorm(last.weight, p=2, dim=0, maxnorm=limit))
+
+
+def fit(
+    model: nn.Module,
+    train: Dataset,
+    cfg: TrainCfg,
+    *,
+    embed: nn.Module | None = None,
+    evals: dict[str, Dataset] | None = None,
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    show: bool = True,
+    desc: str = "train",
+) -> FitResult:
+    """Train with cross-entropy; evaluate every epoch on `evals`; keep the best-dev weights on request."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if embed is not None:
+        params += [p for p in embed.parameters() if p.requires_grad]
+    opt = _optimizer(params, cfg)
+    evals = evals or {}
+    res = FitResult()
+    best, best_state = -1.0, None
+    bar = progress(total=cfg.epochs * len(loader), desc=desc, show=show, unit="batch")
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            if embed is not None:
+                embed.train()
+            seen, correct, total_loss = 0, 0, 0.0
+            for x, y in loader:
+                x, y = _inp(x, embed, device, dtype), y.to(device)
+                opt.zero_grad(set_to_none=True)
+                out = model(x)
+                loss = nn.functional.cross_entropy(out, y)
+                loss.backward()
+                opt.step()
+                if cfg.max_norm:
+                    _max_norm(model, cfg.max_norm)
+                seen += len(y)
+                correct += int((out.argmax(1) == y).sum())
+                total_loss += float(loss) * len(y)
+                bar.update(1)
+            model.eval()
+            if embed is not None:
+                embed.eval()
+            row: dict[str, float] = {"epoch": epoch, "train_loss_running": total_loss / seen,
+                                     "train_acc_running": correct / seen}
+            for name, ds in evals.items():
+                m = evaluate(model, embed, ds, device, dtype)
+                row[f"{name}_acc"], row[f"{name}_loss"] = m["acc"], m["loss"]
+            res.history.append(row)
+            bar.set_postfix({k: round(v, 3) for k, v in row.items() if k.endswith("_acc")})
+            if cfg.select_on_dev and "dev_acc" in row and row["dev_acc"] > best:
+                best, res.best_epoch = row["dev_acc"], epoch
+                best_state = (copy.deepcopy(model.state_dict()),
+                              copy.deepcopy(embed.state_dict()) if embed is not None else None)
+            fit_acc = row.get("train_acc", row["train_acc_running"])
+            if cfg.fit_target is not None and fit_acc >= cfg.fit_target:
+                res.reached_fit_target = True
+                break
+        else:
+            if cfg.fit_target is not None:
+                res.reached_fit_target = False
+    finally:
+        bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state[0])
+        if embed is not None and best_state[1] is not None:
+            embed.load_state_dict(best_state[1])
+    else:
+        res.best_epoch = len(res.history)
+    model.eval()
+    if embed is not None:
+        embed.eval()
+    res.final = {f"{k}_acc": evaluate(model, embed, ds, device, dtype)["acc"] for k, ds in evals.items()}
+    return res
+
+
+def checkpoint_state(bundle: Any) -> dict[str, Any]:
+    """A tensors-only checkpoint (loadable with weights_only=True) of the model and, for text, its embedding."""
+    from neuronimp.models import checkpoint_module
+
+    return checkpoint_module(bundle).state_dict()
