@@ -12,7 +12,7 @@ from neuronimp.errors import UsageError
 from neuronimp.methods.ablation import ablation_value, single_unit_drop
 from neuronimp.methods.grid import make_grid, suggest_steps
 from neuronimp.methods.layer_ig import layer_ig
-from neuronimp.methods.path import PATH_METHODS, path_sweep
+from neuronimp.methods.path import PATH_METHODS, path_sweep, sweep_probe
 from neuronimp.methods.propagation import deeplift, lrp
 from neuronimp.methods.selectivity import LayerStats, selectivity_index
 from neuronimp.probe import Probe
@@ -88,12 +88,13 @@ def compute_scores(
     grid = make_grid(cfg.rule, cfg.n_steps)
     out = Scores()
     path = [m for m in methods if m in PATH_METHODS]
+    probes = probes if probes is not None else {}
     if path:
-        res = path_sweep(model, x, baseline, target, layers, path, grid, cfg.step_chunk)
+        fast = sweep_probe(model, layers, x[:1], probes)
+        res = path_sweep(model, x, baseline, target, layers, path, grid, cfg.step_chunk, probe=fast)
         out.scores.update(res.scores)
         out.deltas.update(res.deltas)
         out.f_input, out.f_baseline = res.f_input, res.f_baseline
-    probes = probes if probes is not None else {}
     ids = ids if ids is not None else torch.arange(x.shape[0])
     for layer in layers:
         for m in methods:

@@ -81,3 +81,18 @@ def test_last_layer_conductance_is_exact_for_left_rule() -> None:
     t = torch.zeros(4, dtype=torch.long)
     r = path_sweep(m, x, b, t, ["3"], ["conductance"], make_grid("riemann_left", 3))
     assert float(r.deltas["3"].abs().max()) < 1e-12
+
+
+def test_probe_fast_path_gives_the_same_numbers() -> None:
+    from neuronimp.methods.path import sweep_probe
+
+    m, x, b, layers = _case("cnn")
+    t = torch.tensor([0, 1, 2])
+    g = make_grid("trapezoid", 10)
+    probe = sweep_probe(m, layers, x[:1], {})
+    assert probe is not None and probe.layer == "1" and probe.mode == "fx"
+    fast = path_sweep(m, x, b, t, layers, list(PATH_METHODS), g, 4, probe=probe)
+    plain = path_sweep(m, x, b, t, layers, list(PATH_METHODS), g, 4)
+    for k in plain.scores:
+        torch.testing.assert_close(fast.scores[k], plain.scores[k], atol=1e-12, rtol=0)
+    torch.testing.assert_close(fast.deltas["3"], plain.deltas["3"], atol=1e-12, rtol=0)
