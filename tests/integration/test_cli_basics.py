@@ -60,3 +60,22 @@ def test_score_writes_long_format_with_metadata(tmp_path: Path) -> None:
     assert cond.delta.notna().all() and df[df.method != "conductance"].delta.isna().all()
     meta = (tmp_path / "out" / "scores.meta.json").read_text()
     assert '"git_commit"' in meta and '"torch"' in meta and '"n_steps": 8' in meta
+
+
+def test_explain_image_heat_map_sums_to_unit_conductance(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {{name: digits_cnn}}\ndata: {{name: digits, limit: 3}}\nlayers: [relu2]\n"
+                   f"attribution: {{n_steps: 200, rule: riemann_left}}\n"
+                   f"runner: {{out: {tmp_path / 'out'}, progress: false}}\n")
+    res = runner.invoke(app, ["explain", "--config", str(cfg), "--unit", "5", "--index", "2"])
+    assert res.exit_code == 0, res.output
+    png = tmp_path / "out" / "explain_relu2_unit5_index2.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    import json
+
+    meta = json.loads((tmp_path / "out" / "explain_relu2_unit5_index2.meta.json").read_text())
+    assert abs(meta["sum_pixel_conductance"] - meta["unit_conductance"]) <= 0.02 * abs(meta["unit_conductance"]) + 1e-4
+    table = pd.read_csv(tmp_path / "out" / "explain_relu2_unit5_index2.csv")
+    assert len(table) == 64 and abs(table.conductance.sum() - meta["sum_pixel_conductance"]) < 1e-6
+    bad = runner.invoke(app, ["explain", "--config", str(cfg), "--unit", "999"])
+    assert bad.exit_code == 2 and "allowed: 0..31" in bad.output
