@@ -151,13 +151,64 @@ def train(config: ConfigOpt, set_: SetOpt = None) -> None:
 @app.command()
 @usage_errors
 def merge(folder: Annotated[Path, typer.Argument(help="results folder holding shard files")],
-          name: Annotated[Optional[str], typer.Option(help="table name, e.g. scores; default: every table")] = None
+          name: Annotated[Optional[str], typer.Option(help="table name, e.g. scores; default: every table")] = None,
+          count: Annotated[Optional[int], typer.Option(help="only sets of this many shards")] = None
           ) -> None:
     """Combine shard files into one table, checking that none is missing or duplicated."""
     from neuronimp.runner.merge import merge_folder
 
-    for path in merge_folder(folder, name):
+    for path in merge_folder(folder, name, count):
         typer.echo(f"merged: {path}")
+
+
+@app.command()
+@usage_errors
+def plot(folder: Annotated[Path, typer.Argument(help="results folder (searched recursively)")],
+         out: Annotated[Optional[Path], typer.Option(help="where the PNGs go; default: FOLDER/figures")] = None
+         ) -> None:
+    """Write PNG figures: flip-count histograms, cumulative-deletion curves, selection-accuracy curves."""
+    from neuronimp.report import make_figures
+
+    made, notes = make_figures(folder, out)
+    for note in notes:
+        typer.echo(f"skipped: {note}")
+    for path in made:
+        typer.echo(f"wrote: {path}")
+
+
+@app.command()
+@usage_errors
+def report(folder: Annotated[Path, typer.Argument(help="results folder (searched recursively)")],
+           out: Annotated[Optional[Path], typer.Option(help="markdown file; default: FOLDER/report.md")] = None,
+           figures: Annotated[bool, typer.Option(help="also write the figures (beside the report)")] = True
+           ) -> None:
+    """Write a markdown report: our tables beside the papers' numbers, and the figures."""
+    from neuronimp.report import write_report
+
+    path, notes = write_report(folder, out, figures)
+    for note in notes:
+        typer.echo(f"skipped: {note}")
+    typer.echo(f"wrote: {path}")
+
+
+@app.command()
+@usage_errors
+def filters(config: ConfigOpt, set_: SetOpt = None, shard: ShardOpt = None) -> None:
+    """Sentiment: sign of each filter's conductance over sentences, and negation minimal pairs (Kim CNN)."""
+    _study("filters", config, set_, shard, None, 1)
+
+
+@app.command()
+@usage_errors
+def explain(config: ConfigOpt, unit: Annotated[int, typer.Option(help="unit (channel / filter) index")],
+            index: Annotated[int, typer.Option(help="input index in the configured split")] = 0,
+            set_: SetOpt = None) -> None:
+    """Neuron conductance of each input feature through one unit: a heat map (images) or highlighted tokens (text)."""
+    from neuronimp.runner.context import build_context
+
+    ctx = build_context(_config(config, set_))
+    name = "explain" if ctx.bundle.embed is not None else "explain_image"
+    importlib.import_module(f"neuronimp.commands.{name}").run(ctx, unit, index)
 
 
 def main() -> None:

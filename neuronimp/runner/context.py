@@ -17,6 +17,7 @@ from neuronimp.config import Config, dump_config
 from neuronimp.data import DataBundle, labels_of, load_data, take
 from neuronimp.errors import UsageError
 from neuronimp.models import ModelBundle, create_model, resolve_layer
+from neuronimp.runner.guard import check_finite
 from neuronimp.runner.io import metadata_record, write_meta
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -74,7 +75,10 @@ class Context:
 
     def batches(self, ds: Dataset, ids: list[int] | None = None, batch_size: int | None = None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yield (ids, x, y): ids and y as LongTensors, x the model's float input on the device."""
+        """Yield (ids, x, y): ids and y as LongTensors, x the model's float input on the device.
+
+        A batch holding NaN or inf inputs raises UsageError naming the input ids.
+        """
         ids = list(range(len(ds))) if ids is None else ids
         sub = torch.utils.data.Subset(ds, ids)
         loader = DataLoader(sub, batch_size=batch_size or self.cfg.runner.batch_size, shuffle=False,
@@ -82,7 +86,9 @@ class Context:
         start = 0
         for x, y in loader:
             n = x.shape[0]
-            yield torch.tensor(ids[start : start + n]), self.to_input(x), y.to(self.device)
+            batch_ids = torch.tensor(ids[start : start + n])
+            check_finite(batch_ids, x)  # NaN/inf inputs are a usage error naming the ids
+            yield batch_ids, self.to_input(x), y.to(self.device)
             start += n
 
     def labels(self, ds: Dataset) -> torch.Tensor:

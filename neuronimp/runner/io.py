@@ -22,28 +22,63 @@ import pandas as pd
 
 from neuronimp.errors import UsageError
 
+TMP_SUFFIX = ".tmp"
+FLOAT_FORMAT = "%.9g"  # 9 significant digits: a float32 round-trips exactly
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 PACKAGES = ("neuronimp", "torch", "torchvision", "timm", "captum", "numpy", "pandas", "scikit-learn", "pydantic")
 
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path in the same folder; on success fsync and rename it onto `path`."""
+    """Yield a temporary path in the same folder; on success fsync and rename it onto `path`.
+
+    A failure to create, write or rename is a UsageError naming the folder; the temporary file is removed
+    whatever happens, so an interrupted or failed write leaves the old file (or none), never a partial one.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     except OSError as exc:
         raise UsageError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should read like any other file
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:  # disk full, quota, permissions changed under us
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (best effort: some file systems refuse to open folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete temporary files left in `folder` by writes that were killed; returns how many."""
+    n = 0
+    for tmp in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
+        n += 1
+    return n
 
 
 def write_text(path: Path, text: str) -> None:
@@ -52,24 +87,45 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def table_path(path: Path, fmt: str = "csv") -> Path:
+    """`path` with the table's extension: replaces .csv/.parquet, appends otherwise (keeps a '.shard-...' tag)."""
+    path = Path(path)
+    ext = ".parquet" if fmt == "parquet" else ".csv"
+    return path.with_suffix(ext) if path.suffix in (".csv", ".parquet") else path.with_name(path.name + ext)
+
+
 def write_table(df: pd.DataFrame, path: Path, fmt: str = "csv") -> Path:
-    """Write a DataFrame atomically as CSV (default) or Parquet; returns the final path."""
-    path = Path(path).with_suffix(".parquet" if fmt == "parquet" else ".csv")
+    """Write a DataFrame atomically as CSV (default) or Parquet; returns the final path.
+
+    A frame without columns (no rows at all) is written as an empty CSV file, which `read_table` reads back
+    as zero rows.
+    """
+    path = table_path(path, fmt)
     with atomic_path(path) as tmp:
         if fmt == "parquet":
             try:
                 df.to_parquet(tmp, index=False)
             except ImportError:
                 raise UsageError("runner.format = 'parquet' needs pyarrow: pip install 'neuronimp[parquet]'") from None
+        elif len(df.columns) == 0:
+            tmp.write_bytes(b"")
         else:
-            df.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
+            df.to_csv(tmp, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
     return path
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet table written by `write_table`."""
+    """Read a CSV or Parquet table written by `write_table` (an empty file is zero rows)."""
     path = Path(path)
-    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not a readable CSV table ({' '.join(str(exc).split())[:120]}); "
+                         "delete it and re-run the command that wrote it") from None
 
 
 def git_commit() -> str:
@@ -103,8 +159,8 @@ def metadata_record(config: dict[str, Any], device: str, extra: dict[str, Any] |
             "host": platform.node(), **(extra or {})}
 
 
-def write_meta(table_path: Path, record: dict[str, Any]) -> Path:
+def write_meta(table: Path, record: dict[str, Any]) -> Path:
     """Write `<table>.meta.json` beside a table."""
-    meta = Path(table_path).with_suffix(".meta.json")
+    meta = Path(table).with_suffix(".meta.json")
     write_text(meta, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return meta
