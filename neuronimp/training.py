@@ -105,7 +105,7 @@ def fit(
                     _max_norm(model, cfg.max_norm)
                 seen += len(y)
                 correct += int((out.argmax(1) == y).sum())
-                total_loss += float(loss) * len(y)
+                total_loss += loss.item() * len(y)
                 bar.update(1)
             model.eval()
             if embed is not None:
