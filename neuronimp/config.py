@@ -170,6 +170,7 @@ class SelectCfg(Strict):
     target: Literal["label", "predicted"] = "label"  # the class each image is scored for
     merge: Literal["round_robin", "rank_sum", "mean_score"] = "round_robin"
     use_abs: bool = False  # rank by the mean of |score| instead of the signed mean
+    aggregate: Literal["mean", "contrast"] = "mean"  # contrast: a class's mean minus the other classes' mean
     features: Literal["pooled", "flat"] = "pooled"  # what the probe sees of a unit
     standardize: bool = True  # z-score the probe's features (fitted on the selection images)
     probe_c: float = Field(default=1.0, gt=0)  # inverse L2 strength of the logistic regression

@@ -49,24 +49,30 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired(rows: pd.DataFrame, against: str = "conductance") -> pd.DataFrame:
-    """Per (task, layer, k, other method): mean paired difference `against - other` over runs, its standard
-    error, and whether it exceeds twice the error (the methods share each run's images and split)."""
+    """Per (task, layer, k, other method): mean paired difference `against - other`, its standard error, and
+    whether it exceeds twice the error (the methods share each run's images and split).
+
+    Splits of one draw resample the same images, so they are not independent: with several draws the
+    differences are first averaged per draw and the error is taken over draws (`over` = "draws"); with one
+    draw it is taken over its splits (`over` = "splits", an optimistic error)."""
     runs = per_run(rows)
     runs = runs[runs.method != ALL_UNITS]
     wide = runs.pivot_table(index=RUN + ["layer", "k"], columns="method", values="accuracy")
     if against not in wide:
-        return pd.DataFrame(columns=["task", "layer", "k", "method", "diff", "se", "n", "beyond_noise"])
+        return pd.DataFrame(columns=["task", "layer", "k", "method", "diff", "se", "n", "over", "beyond_noise"])
     out = []
     for other in [m for m in wide.columns if m != against]:
         d = (wide[against] - wide[other]).dropna()
         for (task, layer, k), grp in d.groupby(level=["task", "layer", "k"], sort=False):
-            n = len(grp)
-            se = float(grp.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-            mean = float(grp.mean())
+            by_draw = grp.groupby(level="draw").mean()
+            unit, vals = ("draws", by_draw) if len(by_draw) > 1 else ("splits", grp)
+            n = len(vals)
+            se = float(vals.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+            mean = float(vals.mean())
             out.append({"task": task, "layer": layer, "k": int(k), "method": other, "diff": mean, "se": se,
-                        "n": n, "beyond_noise": bool(n > 1 and abs(mean) > 2 * se)})
+                        "n": n, "over": unit, "beyond_noise": bool(n > 1 and abs(mean) > 2 * se)})
     if not out:
-        return pd.DataFrame(columns=["task", "layer", "k", "method", "diff", "se", "n", "beyond_noise"])
+        return pd.DataFrame(columns=["task", "layer", "k", "method", "diff", "se", "n", "over", "beyond_noise"])
     df = pd.DataFrame(out)
     rank = {m: i for i, m in enumerate(method_order(list(df.method.unique())))}
     df["_r"] = df.method.map(rank)
@@ -135,4 +141,4 @@ def comparison_table(diffs: pd.DataFrame) -> pd.DataFrame:
     out["conductance minus"] = out.method.map(lambda m: LABELS.get(m, m))
     out["diff (pp)"] = [f"{100 * d:+.2f} ± {100 * s:.2f}" + (" *" if b else "")
                         for d, s, b in zip(out["diff"], out["se"], out["beyond_noise"])]
-    return out[["task", "layer", "k", "conductance minus", "diff (pp)", "n"]]
+    return out[["task", "layer", "k", "conductance minus", "diff (pp)", "n", "over"]]
