@@ -21,15 +21,16 @@ from neuronimp.hooks import StopForward, replace_output, stop_after
 class _LeafTracer(fx.Tracer):
     """An fx tracer that keeps the cut layer as one call_module node."""
 
-    def __init__(self, leaf: str) -> None:
+    def __init__(self, leaf: str, keep: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.leaf = leaf
+        self.keep = {leaf, *keep}  # modules that must stay whole (so forward hooks on them still fire)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if qualname == self.leaf:
+        if qualname in self.keep:
             return True
-        if self.leaf.startswith(qualname + "."):
-            return False  # a container of the cut layer must be traced through
+        if any(k.startswith(qualname + ".") for k in self.keep):
+            return False  # a container of a kept layer must be traced through
         return super().is_leaf_module(m, qualname)
 
 
@@ -57,9 +58,12 @@ def _ancestors(node: fx.Node) -> set[fx.Node]:
     return seen
 
 
-def split_graph(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphModule]:
-    """Split `model` at `layer` into (prefix, suffix) GraphModules; ValueError when no clean cut exists."""
-    tracer = _LeafTracer(layer)
+def split_graph(model: nn.Module, layer: str, keep: tuple[str, ...] = ()) -> tuple[fx.GraphModule, fx.GraphModule]:
+    """Split `model` at `layer` into (prefix, suffix) GraphModules; ValueError when no clean cut exists.
+
+    Modules named in `keep` stay single call_module nodes, so hooks on them fire inside the suffix.
+    """
+    tracer = _LeafTracer(layer, keep)
     graph = tracer.trace(model)
     cut = [n for n in graph.nodes if n.op == "call_module" and n.target == layer]
     if len(cut) != 1:
@@ -97,11 +101,12 @@ def split_graph(model: nn.Module, layer: str) -> tuple[fx.GraphModule, fx.GraphM
 class Probe:
     """A model cut at `layer`: prefix(x) -> a, suffix(a, x) -> logits (x read only in hook mode)."""
 
-    def __init__(self, model: nn.Module, layer: str, example: torch.Tensor, *, atol: float = 1e-4) -> None:
+    def __init__(self, model: nn.Module, layer: str, example: torch.Tensor, *, atol: float = 1e-4,
+                 keep: tuple[str, ...] = ()) -> None:
         self.model = model
         self.layer = layer
         try:
-            self._prefix, self._suffix = split_graph(model, layer)
+            self._prefix, self._suffix = split_graph(model, layer, keep)
             self.mode = "fx"
         except Exception as exc:  # noqa: BLE001 - any tracing failure means: use the hook fallback
             self.mode = "hook"

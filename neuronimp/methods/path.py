@@ -85,6 +85,7 @@ def path_sweep(
             c = len(alphas)
             a = torch.tensor(alphas, dtype=x.dtype, device=x.device).view(c, *([1] * x.dim()))
             xs = (baseline.unsqueeze(0) + a * (x - baseline).unsqueeze(0)).reshape(c * B, *x.shape[1:])
+            out.clear()
             if probe is not None:
                 with torch.no_grad():
                     first = probe.prefix(xs)
@@ -95,6 +96,9 @@ def path_sweep(
                 xs.requires_grad_(True)  # builds the graph; no gradient w.r.t. xs is ever computed
                 logits = model(xs)
             f = logits.gather(1, target.repeat(c).unsqueeze(1)).squeeze(1)  # [c*B], alpha-major
+            missing = [l for l in layers if l not in out]
+            if missing:
+                raise RuntimeError(f"layers {missing} were not reached by the forward pass")
             ys = [out[l] for l in layers]
             gs = torch.autograd.grad(f.sum(), ys, allow_unused=True)
             f = f.detach().view(c, B)
@@ -138,10 +142,11 @@ def sweep_probe(model: nn.Module, layers: list[str], example: torch.Tensor, cach
     first = next(iter(out))  # hooks fire in execution order
     if any(l != first and (l.startswith(first + ".") or first.startswith(l + ".")) for l in layers):
         return None
-    if first not in cache:
-        try:
-            cache[first] = Probe(model, first, example)
+    key = "sweep:" + ",".join(sorted(layers))
+    if key not in cache:
+        try:  # the other layers stay whole modules in the suffix graph, so their hooks fire
+            cache[key] = Probe(model, first, example, keep=tuple(layers))
         except Exception:  # noqa: BLE001 - no probe only means the plain (slower) sweep
             return None
-    probe = cache[first]
+    probe = cache[key]
     return probe if probe.mode == "fx" else None

@@ -96,3 +96,25 @@ def test_probe_fast_path_gives_the_same_numbers() -> None:
     for k in plain.scores:
         torch.testing.assert_close(fast.scores[k], plain.scores[k], atol=1e-12, rtol=0)
     torch.testing.assert_close(fast.deltas["3"], plain.deltas["3"], atol=1e-12, rtol=0)
+
+
+def test_fast_path_with_container_layers() -> None:
+    # Layers that are containers (like GoogLeNet's inception blocks) must stay whole in the fx suffix.
+    from torch import nn
+
+    from neuronimp.methods.path import sweep_probe
+
+    torch.manual_seed(4)
+    m = nn.Sequential(nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU()), nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()),
+                      nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU()), nn.Flatten(), nn.Linear(4 * 2 * 2, 3)).double().eval()
+    x = torch.randn(2, 2, 8, 8, dtype=torch.float64)
+    t = torch.tensor([0, 2])
+    layers = ["0", "1", "2"]
+    g = make_grid("riemann_left", 6)
+    probe = sweep_probe(m, layers, x[:1], {})
+    assert probe is not None and probe.layer == "0"
+    fast = path_sweep(m, x, torch.zeros_like(x), t, layers, list(PATH_METHODS), g, 3, probe=probe)
+    plain = path_sweep(m, x, torch.zeros_like(x), t, layers, list(PATH_METHODS), g, 3)
+    assert set(fast.scores) == set(plain.scores)
+    for k in plain.scores:
+        torch.testing.assert_close(fast.scores[k], plain.scores[k], atol=1e-12, rtol=0)
