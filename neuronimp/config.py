@@ -213,7 +213,7 @@ class SelectCfg(Strict):
 
 
 class SentimentCfg(Strict):
-    """The Kim CNN filter analysis (`neuronimp filters`, `neuronimp explain`; Dhamdhere et al. 2018, sec. 7)."""
+    """The Kim CNN filter analysis (`neuronimp filters`, `neuronimp explain`; Dhamdhere et al. 2018, sentiment CNN)."""
 
     target: Literal["margin", "predicted"] = "margin"  # margin: logit[positive] - logit[negative]
     zero_tol: float = Field(default=0.01, ge=0)  # |conductance| below this counts as zero

@@ -14,9 +14,10 @@ flagged `never_flips`: ablating everything does not change it, so a flip within 
 (it can still happen at an intermediate k); the summary reports these images separately.
 
 Efficiency: the layer activation `a` is given (computed once per image by the caller); every ablated
-variant runs only the probe's suffix. The k values of all (image, method, ablation) jobs are evaluated
-together in suffix batches of at most `max_rows` rows: each job sends `chunk` k values first, then
-doubles its chunk, and stops at its first flip (or at K).
+variant runs only the probe's suffix, built as one `torch.where(mask, value, a)` per call. For each
+ablation value in turn, the k values of all (image, method) jobs are evaluated together in suffix batches of
+at most `max_rows` rows: each job sends `chunk` k values first, then doubles its chunk, and stops at its
+first flip (or at K).
 
 The paper's check of how well scores predict ablation is `score_drop_spearman`: per image, the Spearman
 rank correlation between a method's per-unit scores and the drop of the target logit when each unit alone
@@ -33,10 +34,9 @@ import pandas as pd
 import torch
 
 from neuronimp.config import AblateCfg
-from neuronimp.methods.ablation import apply_mask
 from neuronimp.probe import Probe
 
-PAPER = ("paper (GoogLeNet mixed4d, 100 ImageNet images, zero ablation): conductance order flips after 3.7 units "
+PAPER = ("paper (GoogLeNet mixed4d, 100 ImageNet images): ablation in conductance order flips after 3.7 units "
          "on average, 3 of 100 images need more than 10, maximum 16; the top 10 by internal influence flip "
          "only 5 of 100")
 
@@ -59,7 +59,7 @@ class _Job:
 
     b: int
     order: int  # index into the stacked rank positions
-    kind: int  # index into the stacked ablation values
+    kind: int  # index into the ablation values
     chunk: int
     done: int = 0  # k values evaluated so far (1..done)
     k_flip: int | None = None
@@ -80,34 +80,43 @@ def rank_positions(order: torch.Tensor) -> torch.Tensor:
     return pos.scatter_(1, order, ar)
 
 
+def average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..U along each row of x [B, U], ties sharing their average rank (as scipy's rankdata)."""
+    x = x.detach().double()
+    out = torch.empty_like(x)
+    step = max(1, 2**24 // max(1, x.shape[1] ** 2))  # rows per chunk: B x U x U comparisons
+    for i in range(0, x.shape[0], step):
+        c = x[i : i + step]
+        lt = (c.unsqueeze(1) < c.unsqueeze(2)).sum(2)  # for each i: #{j: x_j < x_i}
+        eq = (c.unsqueeze(1) == c.unsqueeze(2)).sum(2)  # #{j: x_j == x_i}, itself included
+        out[i : i + step] = lt + (eq + 1) / 2
+    return out
+
+
 def spearman(s: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """Spearman's rho per row of s, d [B, U] (average ranks for ties); NaN where a row is constant."""
-    from scipy.stats import rankdata
-
-    rs = torch.from_numpy(rankdata(s.detach().double().cpu().numpy(), axis=1))
-    rd = torch.from_numpy(rankdata(d.detach().double().cpu().numpy(), axis=1))
+    rs, rd = average_ranks(s.to(d.device)), average_ranks(d)
     rs, rd = rs - rs.mean(1, keepdim=True), rd - rd.mean(1, keepdim=True)
     den = (rs.square().sum(1) * rd.square().sum(1)).sqrt()
-    return torch.where(den > 0, (rs * rd).sum(1) / den.clamp(min=1e-300), torch.full_like(den, float("nan")))
+    return torch.where(den > 0, (rs * rd).sum(1) / den.clamp(min=1e-300), torch.full_like(den, float("nan"))).cpu()
 
 
-def forward_rows(probe: Probe, batch: ImageBatch, values: torch.Tensor, b: torch.Tensor, kind: torch.Tensor,
+def forward_rows(probe: Probe, batch: ImageBatch, value: torch.Tensor, b: torch.Tensor,
                  mask: torch.Tensor) -> torch.Tensor:
-    """Logits [R, C] of R ablated activations: image b[r] with units mask[r] (R x U) set to values[kind[r]]."""
+    """Logits [R, C] of R ablated activations: image b[r] with the units of mask[r] (R x U, bool) set to value.
+
+    value: [1 or B, U, *s]. Same result as methods.ablation.apply_mask for a 0/1 mask, in one pass.
+    """
     a = batch.a[b]  # R x U x *s
-    v = values[kind, b if values.shape[1] > 1 else torch.zeros_like(b)]  # R x U x *s
+    per_image = value.shape[0] > 1 and value.stride(0) != 0  # an expanded batch-1 value stays broadcast
+    v = value[b] if per_image else value[:1]
+    m = mask.view(*mask.shape, *([1] * (a.dim() - 2)))
     xs = batch.x[b] if probe.mode == "hook" else None
-    return probe.suffix(apply_mask(a, mask, v), xs)
+    return probe.suffix(torch.where(m, v, a), xs)
 
 
-def stack_values(values: dict[str, torch.Tensor], a: torch.Tensor) -> torch.Tensor:
-    """Ablation values {kind: [1 or B, U, *s]} -> [kinds, 1 or B, U, *s] (B only when some kind varies)."""
-    n = max(v.shape[0] for v in values.values())
-    return torch.stack([v.to(a).expand(n, *a.shape[1:]) for v in values.values()])
-
-
-def unit_drops(probe: Probe, batch: ImageBatch, values: torch.Tensor, kind: int, max_rows: int) -> torch.Tensor:
-    """F_t(a) - F_t(a with unit u alone ablated) for every image and unit, [B, U]."""
+def unit_drops(probe: Probe, batch: ImageBatch, value: torch.Tensor, max_rows: int) -> torch.Tensor:
+    """F_t(a) - F_t(a with unit u alone set to its ablation value) for every image and unit, [B, U]."""
     B, U = batch.a.shape[:2]  # noqa: N806
     f0 = probe.suffix(batch.a, batch.x).gather(1, batch.target.unsqueeze(1)).squeeze(1)  # B
     b_all = torch.arange(B, device=batch.a.device).repeat_interleave(U)
@@ -115,26 +124,24 @@ def unit_drops(probe: Probe, batch: ImageBatch, values: torch.Tensor, kind: int,
     out = torch.empty(B * U, dtype=f0.dtype, device=f0.device)
     for r0 in range(0, B * U, max_rows):
         b, u = b_all[r0 : r0 + max_rows], u_all[r0 : r0 + max_rows]
-        mask = torch.nn.functional.one_hot(u, U).to(batch.a.dtype)
-        f = forward_rows(probe, batch, values, b, torch.full_like(b, kind), mask)
+        mask = torch.nn.functional.one_hot(u, U).bool()
+        f = forward_rows(probe, batch, value, b, mask)
         out[r0 : r0 + len(b)] = f0[b] - f.gather(1, batch.target[b].unsqueeze(1)).squeeze(1)
     return out.view(B, U)
 
 
-def full_ablation_labels(probe: Probe, batch: ImageBatch, values: torch.Tensor) -> torch.Tensor:
-    """Predicted label with every unit ablated, [kinds, B]."""
-    K, B, U = values.shape[0], batch.a.shape[0], batch.a.shape[1]  # noqa: N806
-    b = torch.arange(B, device=batch.a.device).repeat(K)
-    kind = torch.arange(K, device=batch.a.device).repeat_interleave(B)
-    mask = torch.ones(K * B, U, dtype=batch.a.dtype, device=batch.a.device)
-    return forward_rows(probe, batch, values, b, kind, mask).argmax(1).view(K, B)
+def full_ablation_labels(probe: Probe, batch: ImageBatch, value: torch.Tensor) -> list[int]:
+    """Predicted label of each image with every unit ablated, [B]."""
+    B, U = batch.a.shape[:2]  # noqa: N806
+    b = torch.arange(B, device=batch.a.device)
+    return forward_rows(probe, batch, value, b, torch.ones(B, U, dtype=torch.bool, device=b.device)).argmax(1).tolist()
 
 
-def search_flips(probe: Probe, batch: ImageBatch, positions: torch.Tensor, values: torch.Tensor,
+def search_flips(probe: Probe, batch: ImageBatch, positions: torch.Tensor, value: torch.Tensor,
                  jobs: list[_Job], max_k: int, max_rows: int, record: bool) -> None:
     """Run every job until its first flip or k = max_k (or to max_k when `record`); fills the jobs in place.
 
-    positions: [orders, B, U] rank positions; values: [kinds, 1 or B, U, *s].
+    positions: [orders, B, U] rank positions; value: [1 or B, U, *s], the ablation value of these jobs.
     """
     dev = batch.a.device
     pending = list(jobs)
@@ -150,10 +157,9 @@ def search_flips(probe: Probe, batch: ImageBatch, positions: torch.Tensor, value
         counts = torch.tensor([c for _, c in take], device=dev)
         jb = torch.tensor([j.b for j, _ in take], device=dev).repeat_interleave(counts)
         jo = torch.tensor([j.order for j, _ in take], device=dev).repeat_interleave(counts)
-        jk = torch.tensor([j.kind for j, _ in take], device=dev).repeat_interleave(counts)
         k = torch.cat([torch.arange(j.done + 1, j.done + c + 1, device=dev) for j, c in take])  # R
-        mask = (positions[jo, jb] < k.unsqueeze(1)).to(batch.a.dtype)  # R x U: the top-k units
-        logits = forward_rows(probe, batch, values, jb, jk, mask)  # R x C
+        mask = positions[jo, jb] < k.unsqueeze(1)  # R x U: the top-k units of each row
+        logits = forward_rows(probe, batch, value, jb, mask)  # R x C
         labels = logits.argmax(1).tolist()
         tlog = logits.gather(1, batch.target[jb].unsqueeze(1)).squeeze(1).tolist() if record else None
         r = 0
@@ -181,20 +187,21 @@ def ablation_rows(probe: Probe, batch: ImageBatch, layer: str, scores: dict[tupl
     with torch.no_grad():
         B, U = batch.a.shape[:2]  # noqa: N806
         K = min(cfg.max_k, U)  # noqa: N806
-        kinds = list(values)
-        vals = stack_values(values, batch.a)  # kinds x (1 or B) x U x *s
-        keys = list(scores)
+        kinds, keys = list(values), list(scores)
         positions = torch.stack([rank_positions(rank_units(scores[key]).to(batch.a.device)) for key in keys])
-        full = full_ablation_labels(probe, batch, vals).tolist()  # kinds x B
         f0 = probe.suffix(batch.a, batch.x).gather(1, batch.target.unsqueeze(1)).squeeze(1).tolist()
-        rho: dict[tuple[int, int], list[float]] = {}
-        if cfg.correlation:
-            for ki in range(len(kinds)):
-                drops = unit_drops(probe, batch, vals, ki, cfg.max_rows)
+        full, rho, jobs = [], {}, []
+        for ki, kind in enumerate(kinds):  # one ablation value at a time: it stays broadcast when shared
+            value = values[kind].to(batch.a)
+            full.append(full_ablation_labels(probe, batch, value))
+            if cfg.correlation:
+                drops = unit_drops(probe, batch, value, cfg.max_rows)
                 for oi, key in enumerate(keys):
                     rho[(oi, ki)] = spearman(scores[key], drops).tolist()
-        jobs = [_Job(b, oi, ki, cfg.chunk) for b in range(B) for oi in range(len(keys)) for ki in range(len(kinds))]
-        search_flips(probe, batch, positions, vals, jobs, K, cfg.max_rows, cfg.record_logits)
+            mine = [_Job(b, oi, ki, cfg.chunk) for b in range(B) for oi in range(len(keys))]
+            search_flips(probe, batch, positions, value, mine, K, cfg.max_rows, cfg.record_logits)
+            jobs += mine
+        jobs.sort(key=lambda j: (j.b, j.order, j.kind))
     for j in jobs:
         method, draw = keys[j.order]
         pred = int(batch.pred[j.b])
