@@ -7,7 +7,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from neuronimp.commands.common import baseline_for, needs_stats, statistics, targets
