@@ -9,6 +9,7 @@ patches the layer's output during a full forward. Either way the probe checks on
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -34,27 +35,15 @@ class _LeafTracer(fx.Tracer):
         return super().is_leaf_module(m, qualname)
 
 
-def _descendants(node: fx.Node) -> set[fx.Node]:
+def _reach(node: fx.Node, step: Callable[[fx.Node], Iterable[fx.Node]]) -> set[fx.Node]:
+    """Every node reachable from `node` by repeated `step` (users: descendants; inputs: ancestors)."""
     seen: set[fx.Node] = set()
     stack = [node]
     while stack:
-        n = stack.pop()
-        for user in n.users:
-            if user not in seen:
-                seen.add(user)
-                stack.append(user)
-    return seen
-
-
-def _ancestors(node: fx.Node) -> set[fx.Node]:
-    seen: set[fx.Node] = set()
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        for inp in n.all_input_nodes:
-            if inp not in seen:
-                seen.add(inp)
-                stack.append(inp)
+        for nxt in step(stack.pop()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
     return seen
 
 
@@ -69,8 +58,8 @@ def split_graph(model: nn.Module, layer: str, keep: tuple[str, ...] = ()) -> tup
     if len(cut) != 1:
         raise ValueError(f"layer {layer!r} is called {len(cut)} times in the traced graph")
     cut_node = cut[0]
-    after = _descendants(cut_node)
-    before = _ancestors(cut_node)
+    after = _reach(cut_node, lambda n: n.users)
+    before = _reach(cut_node, lambda n: n.all_input_nodes)
     outputs = [n for n in graph.nodes if n.op == "output"]
     if not outputs or outputs[0] not in after:
         raise ValueError("the model's output does not depend on the layer")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -12,7 +11,7 @@ from neuronimp.errors import UsageError
 from neuronimp.methods.ablation import ablation_value, single_unit_drop
 from neuronimp.methods.grid import make_grid, suggest_steps
 from neuronimp.methods.layer_ig import layer_ig
-from neuronimp.methods.path import PATH_METHODS, path_sweep, sweep_probe
+from neuronimp.methods.path import PATH_METHODS, PathResult, path_sweep, sweep_probe
 from neuronimp.methods.propagation import deeplift, lrp
 from neuronimp.methods.selectivity import LayerStats, selectivity_index
 from neuronimp.probe import Probe
@@ -38,14 +37,7 @@ for _name, _help in {
     METHODS.register(_name, help=_help)(lambda: None)
 
 
-@dataclass
-class Scores:
-    """Scores per (layer, method) as [B, U]; conductance completeness delta per layer as [B]."""
-
-    scores: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
-    deltas: dict[str, torch.Tensor] = field(default_factory=dict)
-    f_input: torch.Tensor | None = None
-    f_baseline: torch.Tensor | None = None
+Scores = PathResult  # the engine's result: path-method fields plus every other method's scores
 
 
 def random_scores(ids: torch.Tensor, units: int, seed: int) -> torch.Tensor:
