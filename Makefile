@@ -9,7 +9,7 @@ RESULTS ?= results
 CKPT := $(RESULTS)/checkpoints
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data demo test test-fast bench reproduce-tables train-offline sentiment imagenet-tables clean
+.PHONY: help setup data demo test test-fast bench reproduce-tables train-offline kimcnn clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ bench: $(STAMP) ## Run every benchmark script; figures go to results/benchmarks.
 train-offline: $(STAMP) data ## Train the offline networks (digits, Fashion-MNIST CNN)
 	$(BIN)/neuronimp train --config configs/digits_train.yaml
 	$(BIN)/neuronimp train --config configs/fashion_cnn_train.yaml
+
+kimcnn: $(STAMP) ## Train the Kim CNN on SST-2 (about 25 min on 2 cores) and run the filter analysis and studies
+	bash scripts/train_kimcnn.sh all
 
 reproduce-tables: $(STAMP) data ## Run every offline study config and write results/ tables and figures
 	bash scripts/reproduce_tables.sh
