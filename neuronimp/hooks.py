@@ -59,7 +59,7 @@ def replace_output(model: nn.Module, layer: str, value: Callable[[torch.Tensor],
 def frozen(model: nn.Module) -> Iterator[nn.Module]:
     """Parameters take no gradients inside the block (restored afterwards); the model is put in eval mode."""
     saved = [(p, p.requires_grad) for p in model.parameters()]
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # each module's own flag: a wrapper may differ
     try:
         for p, _ in saved:
             p.requires_grad_(False)
@@ -68,7 +68,8 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for p, flag in saved:
             p.requires_grad_(flag)
-        model.train(was_training)
+        for m, flag in modes:
+            m.training = flag
 
 
 @contextmanager

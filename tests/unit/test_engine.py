@@ -187,3 +187,16 @@ def test_random_scores_depend_on_input_id_not_batch() -> None:
                        ids=torch.arange(2, 4)).scores[("1", "random")]
     torch.testing.assert_close(a[2:], b)
     assert not torch.equal(a[0], a[1])
+
+
+def test_frozen_restores_each_modules_own_training_flag() -> None:
+    from neuronimp.hooks import frozen
+
+    m = toy_mlp()
+    m.train()
+    m[1].eval()  # a child whose flag differs from its parent's
+    with frozen(m):
+        assert not any(mod.training for mod in m.modules())
+        assert not any(p.requires_grad for p in m.parameters())
+    assert m.training and m[0].training and not m[1].training
+    assert all(p.requires_grad for p in m.parameters())
