@@ -65,14 +65,15 @@ def lrp(model: nn.Module, layer: str, x: torch.Tensor, target: torch.Tensor, rul
 
     from captum.attr._utils.lrp_rules import EpsilonRule
 
-    # Captum gives non-linear modules no rule, so it cannot report relevance at a ReLU's output; relevance
-    # passes a ReLU unchanged, so a tap (an Identity with the z-rule) placed right after it reads the same.
+    # Captum gives non-linear modules and containers no rule, so it cannot report relevance at their output;
+    # a tap (an identity with the z-rule) placed right after the layer reads the relevance there.
     target_mod = get_module(model, layer)
     tap = _Tap()
     with contextlib.ExitStack() as stack:
-        if isinstance(target_mod, (nn.ReLU, nn.Tanh, nn.Dropout)):
-            stack.enter_context(swap_module(model, layer, nn.Sequential(target_mod, tap)))
-            target_mod = tap
+        # Always read relevance at a tap after the layer: it works for activations and for containers
+        # (an Inception block has no rule of its own) alike.
+        stack.enter_context(swap_module(model, layer, nn.Sequential(target_mod, tap)))
+        target_mod = tap
         stack.enter_context(no_new_attrs(model))
         rules = _rules(model, rule, epsilon, gamma)
         rules[tap] = {"rule": EpsilonRule(1e-12)}

@@ -40,3 +40,16 @@ def test_googlenet_layer_matches_captum(googlenet: torch.nn.Module) -> None:
     # DeepLIFT's summation-to-delta holds at the layer because every ReLU is a module Captum can see.
     diff = (m(x) - m(b))[0, t].detach()
     torch.testing.assert_close(s.scores[(layer, "deeplift")].sum(1), diff, atol=1e-6, rtol=0)
+
+
+def test_lrp_at_an_inception_block(googlenet: torch.nn.Module) -> None:
+    # Inception blocks are containers with no LRP rule of their own: relevance is read at a tap after them.
+    m = googlenet
+    x = torch.rand(1, 3, 64, 64, dtype=torch.float64)
+    t = m(x).argmax(1)
+    s = compute_scores(m, x, torch.zeros_like(x), t, ["inception4d"], ["lrp_epsilon", "lrp_zplus"], AttributionCfg())
+    for meth in ("lrp_epsilon", "lrp_zplus"):
+        r = s.scores[("inception4d", meth)]
+        assert r.shape == (1, 528) and torch.isfinite(r).all() and r.abs().sum() > 0
+    assert not any(hasattr(mod, "rule") for mod in m.modules())
+    assert type(m.inception4d).__name__ != "Sequential"  # the tap is gone
