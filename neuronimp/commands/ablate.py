@@ -42,7 +42,7 @@ def order_scores(ctx: Context, ids: torch.Tensor, x: torch.Tensor, base: torch.T
     for m in cfg.methods:
         for layer in ctx.layers:
             if m != "random":
-                out[layer][(m, 0)] = s.scores[(layer, m)].float()
+                out[layer][(m, 0)] = s.scores[(layer, m)]
                 continue
             for d in range(cfg.ablate.random_draws):  # draw d uses seed random_seed * 1000 + d
                 seed = cfg.attribution.random_seed * 1000 + d
