@@ -36,11 +36,15 @@ def ablation_value(kind: str, a: torch.Tensor, mean: torch.Tensor | None, a_base
 
 
 def single_unit_drop(
-    probe: Probe, x: torch.Tensor, target: torch.Tensor, value: torch.Tensor, unit_chunk: int = 64
+    probe: Probe, x: torch.Tensor, target: torch.Tensor, value: torch.Tensor, unit_chunk: int = 64,
+    a: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Drop of the target logit when each unit alone is ablated: F(x) - F(x with a_u := v_u), [B, U]."""
+    """Drop of the target logit when each unit alone is ablated: F(x) - F(x with a_u := v_u), [B, U].
+
+    `a` is the layer's activation prefix(x) when the caller already has it (saves a prefix pass).
+    """
     with frozen(probe.model), torch.no_grad():
-        a = probe.prefix(x)  # [B, U, *s]
+        a = probe.prefix(x) if a is None else a  # [B, U, *s]
         B, U = a.shape[:2]  # noqa: N806
         f0 = probe.suffix(a, x).gather(1, target.unsqueeze(1)).squeeze(1)
         value = value.expand_as(a)

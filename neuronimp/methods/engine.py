@@ -110,7 +110,7 @@ def compute_scores(
                 mean = stats[layer].mean if (stats and layer in stats) else None
                 if kind == "mean" and mean is None:
                     raise UsageError("method ablation_mean needs dataset statistics of the layer")
-                s = single_unit_drop(probe, x, target, ablation_value(kind, a, mean, a0))
+                s = single_unit_drop(probe, x, target, ablation_value(kind, a, mean, a0), a=a)
             elif m == "selectivity":
                 if not stats or layer not in stats:
                     raise UsageError("method selectivity needs class-conditional statistics of the layer")
