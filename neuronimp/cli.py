@@ -157,7 +157,7 @@ def merge(folder: Annotated[Path, typer.Argument(help="results folder holding sh
     """Combine shard files into one table, checking that none is missing or duplicated."""
     from neuronimp.runner.merge import merge_folder
 
-    for path in merge_folder(folder, name, count):
+    for path in merge_folder(folder, name, count, say=typer.echo):
         typer.echo(f"merged: {path}")
 
 

@@ -254,6 +254,7 @@ class RunnerCfg(Strict):
     autocast: Literal["none", "bf16", "fp16"] = "none"
     tf32: bool = False
     channels_last: bool = False
+    threads: int | None = Field(default=None, ge=1)  # CPU threads of torch (set_num_threads); default: torch's
     out: str = "results/run"
     format: Literal["csv", "parquet"] = "csv"
     progress: bool = True

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +77,15 @@ def fit(
     show: bool = True,
     desc: str = "train",
 ) -> FitResult:
-    """Train with cross-entropy; evaluate every epoch on `evals`; keep the best-dev weights on request."""
+    """Train with cross-entropy; evaluate every epoch on `evals`; keep the best-dev weights on request.
+
+    `cfg.select_on_dev` needs an `evals["dev"]`; without one it warns and keeps the last epoch's weights.
+    """
+    evals = evals or {}
+    if cfg.select_on_dev and "dev" not in evals:
+        warnings.warn("train.select_on_dev is set but the data has no dev split: no epoch selection, the last "
+                      "epoch's weights are kept (give the data a dev split, e.g. data.options.dev_fraction)",
+                      stacklevel=2)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=False)
@@ -84,7 +93,6 @@ def fit(
     if embed is not None:
         params += [p for p in embed.parameters() if p.requires_grad]
     opt = _optimizer(params, cfg)
-    evals = evals or {}
     res = FitResult()
     best, best_state = -1.0, None
     bar = progress(total=cfg.epochs * len(loader), desc=desc, show=show, unit="batch")

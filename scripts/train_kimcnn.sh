@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Full-size Kim (2014) CNN runs: long (CPU: about a minute per SST-2 epoch on 2 cores), so not part of `make test`.
-#   scripts/train_kimcnn.sh sst2       train CNN-rand on SST-2 (25 epochs, best dev epoch kept)
-#   scripts/train_kimcnn.sh mr         train CNN-rand on MR, fixed 90/10 split (fold 0)
-#   scripts/train_kimcnn.sh mr-cv      10-fold cross-validation on MR; prints the mean test accuracy
+#   scripts/train_kimcnn.sh sst2       train CNN-rand on SST-2 (25 epochs, best dev epoch kept; dev = 10% of
+#                                      the training file, test = the official dev file when there is no test file)
+#   scripts/train_kimcnn.sh mr         train CNN-rand on MR, fixed 90/10 split (fold 0), best dev epoch kept
+#                                      (dev = 10% of the training folds)
+#   scripts/train_kimcnn.sh mr-cv      10-fold cross-validation on MR (same dev protocol in each fold);
+#                                      prints the mean test accuracy
 #   scripts/train_kimcnn.sh analysis   filter signs + negation, then the ablation and selection studies (SST-2)
 #   scripts/train_kimcnn.sh all        sst2, then analysis
 # Extra arguments are passed to every neuronimp call, e.g. --set train.epochs=10.

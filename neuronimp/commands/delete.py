@@ -6,6 +6,11 @@ its corrupted training set until it fits (train.fit_target) or reaches train.epo
 training), so a re-run loads it; then it is studied by `studies.delete.delete_study`. Every finished
 network is one part file, so a killed run resumes at the next network.
 
+Text models (the Kim CNN): each network is built with the data's vocabulary and padded length, its own
+embedding is trained with it, saved in its checkpoint (`training.checkpoint_state`: keys `embed.*`,
+`model.*`) and embeds every input the study sees; the baseline is taken in that embedding space (zero = the
+all-padding sentence). Image networks are built, keyed and saved exactly as before.
+
 Tables in runner.out (each with .meta.json; columns in docs/delete_results.md): delete_curves,
 delete_units, delete_networks, delete_auc, delete_auc_by_corruption, delete_gap_correlation,
 delete_selectivity_correlation; figures delete_*.png (`commands.delete_figures`).
@@ -19,21 +24,21 @@ from typing import Any
 import pandas as pd
 import torch
 
-from neuronimp.commands.common import baseline_for
+from neuronimp.commands.common import STATS_LIMIT, baseline_for
 from neuronimp.commands.train import save_checkpoint
 from neuronimp.data import corrupt_labels, labels_of, take
 from neuronimp.data.bundle import relabel
 from neuronimp.errors import UsageError
-from neuronimp.models import create_model, resolve_layer
-from neuronimp.models.weights import read_checkpoint
-from neuronimp.runner.context import Context
+from neuronimp.methods.baselines import channel_mean
+from neuronimp.models import ModelBundle, checkpoint_module, create_model, load_weights, resolve_layer
+from neuronimp.runner.context import Context, model_options
 from neuronimp.runner.io import write_table, write_text
 from neuronimp.runner.progress import print_table
 from neuronimp.runner.shards import Shard, fingerprint, run_batches
 from neuronimp.studies.delete import NetworkData, delete_study
 from neuronimp.studies.delete_summary import auc_table, by_corruption, gap_correlation
 from neuronimp.studies.selectivity_study import selectivity_correlation
-from neuronimp.training import evaluate, fit
+from neuronimp.training import checkpoint_state, evaluate, fit
 
 NET_KEYS = ["model", "corruption", "seed"]
 COLUMNS = {
@@ -60,6 +65,17 @@ def label(net: dict[str, Any]) -> str:
     return f"{net['model']}({opts})" if opts else net["model"]
 
 
+def network_bundle(ctx: Context, name: str, options: dict[str, Any]) -> ModelBundle:
+    """A randomly initialised network for the context's data, on its device and dtype: text models get the
+    data's vocabulary and padded length (as `build_context` gives the config's model), and their embedding."""
+    bundle = create_model(name, weights="none", num_classes=ctx.data.num_classes,
+                          **model_options(ctx.data, options))
+    bundle.model.to(device=ctx.device, dtype=ctx.dtype)
+    if bundle.embed is not None:
+        bundle.embed.to(device=ctx.device, dtype=ctx.dtype)
+    return bundle
+
+
 def check(ctx: Context) -> None:
     """Usage errors that the config schema cannot see."""
     opts = ctx.cfg.data.options
@@ -73,7 +89,7 @@ def check(ctx: Context) -> None:
     if not ctx.cfg.delete.ablation:
         raise UsageError("delete.ablation is empty; allowed: zero, mean (one or both)")
     for m in ctx.cfg.delete.models or [ctx.cfg.model]:  # every layer must exist before any network is trained
-        bundle = create_model(m.name, weights="none", num_classes=ctx.data.num_classes, **m.options)
+        bundle = network_bundle(ctx, m.name, dict(m.options))
         for name in ctx.cfg.layers:
             resolve_layer(bundle, name)
 
@@ -86,33 +102,55 @@ def corrupted_train(ctx: Context, net: dict[str, Any]) -> tuple[Any, float]:
     return relabel(ctx.data.train, yc), float((yc != y).double().mean()) if len(y) else 0.0
 
 
-def tensors(ctx: Context, ds: Any, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs [N, ...] and labels [N] of the first `limit` items, on the device."""
-    parts = list(ctx.batches(take(ds, limit), batch_size=1024))
+def tensors(ctx: Context, ds: Any, limit: int | None = None, embed: torch.nn.Module | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs [N, ...] and labels [N] of the first `limit` items, on the device; token ids are embedded with
+    `embed` (the network's own embedding), never the context's."""
+    parts = list(ctx.batches(take(ds, limit), batch_size=1024, embed=embed))
     return torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
 
 
-def train_or_load(ctx: Context, net: dict[str, Any], train: Any) -> tuple[Any, dict[str, Any], Path]:
+def network_baseline(ctx: Context, bundle: ModelBundle, train: Any, x: torch.Tensor) -> torch.Tensor:
+    """The configured baseline for the network's inputs x. For text it lives in the network's embedding space:
+    zero is the all-padding sentence (padding embeds to zero), mean the per-channel mean of the first
+    STATS_LIMIT training sentences embedded by the network (not by the context's random embedding)."""
+    if bundle.embed is None or ctx.cfg.attribution.baseline != "mean":
+        return baseline_for(ctx, x)  # image networks: as before
+    return baseline_for(ctx, x, channel_mean(tensors(ctx, train, STATS_LIMIT, bundle.embed)[0]))
+
+
+def train_or_load(ctx: Context, net: dict[str, Any], train: Any) -> tuple[ModelBundle, dict[str, Any], Path]:
     """The network's bundle, trained now or loaded from the cache, and its training record."""
     cfg = ctx.cfg
-    torch.manual_seed(net["seed"])  # the initial weights depend on the seed
-    bundle = create_model(net["model"], weights="none", num_classes=ctx.data.num_classes, **net["options"])
-    bundle.model.to(device=ctx.device, dtype=ctx.dtype)
+    torch.manual_seed(net["seed"])  # the initial weights (and a text model's embedding) depend on the seed
+    bundle = network_bundle(ctx, net["model"], net["options"])
     key = {"net": net, "data": cfg.data.model_dump(mode="json"), "dtype": cfg.runner.dtype,
            "train": cfg.train.model_dump(mode="json", exclude={"checkpoint"})}
+    if ctx.data.vocab is not None:  # text: a loader change that alters the vocabulary must not reuse the cache
+        key["vocab"] = fingerprint(list(ctx.data.vocab))
     path = ctx.out / "networks" / f"{net['model']}-c{net['corruption']:g}-s{net['seed']}-{fingerprint(key)}.pt"
     metrics = path.with_suffix(".metrics.json")
-    if path.is_file() and metrics.is_file():
-        bundle.model.load_state_dict(read_checkpoint(path))
-        bundle.model.eval()
+    if path.is_file() and metrics.is_file():  # model (+ embedding for text), strictly: a mismatch is a UsageError
+        load_weights(checkpoint_module(bundle), str(path), name=net["model"])
+        _eval(bundle)
         return bundle, json.loads(metrics.read_text()), path
-    res = fit(bundle.model, train, cfg.train, evals={"train": train}, device=ctx.device, dtype=ctx.dtype,
-              seed=net["seed"], show=cfg.runner.progress, desc=f"train {label(net)} c={net['corruption']:g}")
+    res = fit(bundle.model, train, cfg.train, embed=bundle.embed, evals={"train": train}, device=ctx.device,
+              dtype=ctx.dtype, seed=net["seed"], show=cfg.runner.progress,
+              desc=f"train {label(net)} c={net['corruption']:g}")
+    _eval(bundle)
     record = ctx.meta({"command": "delete", "network": net, "history": res.history,
                        "epochs": len(res.history), "reached_fit_target": res.reached_fit_target})
     write_text(metrics, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-    save_checkpoint({"model": bundle.model.state_dict()}, path)  # last: a checkpoint implies its metrics
+    # last: a checkpoint implies its metrics. Image: the model's state dict (as before); text: embed.* + model.*
+    save_checkpoint({"model": checkpoint_state(bundle)}, path)
     return bundle, record, path
+
+
+def _eval(bundle: ModelBundle) -> None:
+    """Model and embedding in eval mode (dropout off)."""
+    bundle.model.eval()
+    if bundle.embed is not None:
+        bundle.embed.eval()
 
 
 def study_network(ctx: Context, net: dict[str, Any]) -> list[dict[str, Any]]:
@@ -120,16 +158,18 @@ def study_network(ctx: Context, net: dict[str, Any]) -> list[dict[str, Any]]:
     cfg, d = ctx.cfg, ctx.cfg.delete
     train, changed = corrupted_train(ctx, net)
     bundle, record, path = train_or_load(ctx, net, train)
-    model = bundle.model
+    model, embed = bundle.model, bundle.embed
     layers = [resolve_layer(bundle, n) for n in (cfg.layers or [bundle.default_layer])]
-    final = {k: evaluate(model, None, ds, ctx.device, ctx.dtype)["acc"]
+    final = {k: evaluate(model, embed, ds, ctx.device, ctx.dtype)["acc"]
              for k, ds in (("train", train), ("test", ctx.data.test), ("clean", ctx.data.train))}
     head = {"model": label(net), "corruption": net["corruption"], "seed": net["seed"]}
-    sx, sy = tensors(ctx, train, d.score_limit)
+    sx, sy = tensors(ctx, train, d.score_limit, embed)
     data = NetworkData(
-        splits={"train": tensors(ctx, train, d.eval_limit), "test": tensors(ctx, ctx.data.test, d.eval_limit)},
-        stats_x=tensors(ctx, train, d.stats_limit)[0], classes=tensors(ctx, ctx.data.test, d.stats_limit),
-        score=(sx, sy), score_baseline=baseline_for(ctx, sx), num_classes=ctx.data.num_classes)
+        splits={"train": tensors(ctx, train, d.eval_limit, embed),
+                "test": tensors(ctx, ctx.data.test, d.eval_limit, embed)},
+        stats_x=tensors(ctx, train, d.stats_limit, embed)[0],
+        classes=tensors(ctx, ctx.data.test, d.stats_limit, embed),
+        score=(sx, sy), score_baseline=network_baseline(ctx, bundle, train, sx), num_classes=ctx.data.num_classes)
     rows = [{"table": "networks", **head, "epochs": record["epochs"],
              "reached_fit_target": record["reached_fit_target"], "train_acc": final["train"],
              "test_acc": final["test"], "gap": final["train"] - final["test"], "train_acc_clean": final["clean"],

@@ -31,9 +31,7 @@ def run(ctx: Context) -> Path:
     """Train, then write the checkpoint (cfg.train.checkpoint) and `<checkpoint>.metrics.json`."""
     cfg = ctx.cfg
     evals = {"train": ctx.data.train, "test": ctx.data.test}
-    if ctx.data.dev is not None and ctx.data.dev is not ctx.data.test:
-        evals["dev"] = ctx.data.dev
-    elif cfg.train.select_on_dev and ctx.data.dev is not None:
+    if ctx.data.dev is not None:  # none: `fit` warns when train.select_on_dev asks for one
         evals["dev"] = ctx.data.dev
     res = fit(ctx.bundle.model, ctx.data.train, cfg.train, embed=ctx.bundle.embed, evals=evals,
               device=ctx.device, dtype=ctx.dtype, seed=cfg.seed, show=cfg.runner.progress,

@@ -2,10 +2,17 @@
 
 Default folder: $NEURONIMP_SENTIMENT_DIR when set, else `shared/data/sentiment` in the folder that holds the
 repository checkout (…/<parent>/shared/data/sentiment beside …/<parent>/<repo>); `root=` overrides both.
+
+Dev splits (Kim 2014, Sec. 3: "a random 10% of the training set" for early stopping) are a seeded random
+`dev_fraction` of the training split, held out BEFORE the vocabulary is built: the vocabulary and the padded
+length come from the remaining training sentences only (Kim built his vocabulary over all data; we are
+stricter). The draw is deterministic for a given (seed, dev_fraction), so a training config and the analysis
+configs that read its checkpoint build the same vocabulary as long as their data options agree.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +25,11 @@ from neuronimp.errors import UsageError
 
 ENV_VAR = "NEURONIMP_SENTIMENT_DIR"
 CLASS_NAMES = ["negative", "positive"]
+MR_DEV_FRACTION = 0.1    # Kim (2014): a random 10% of the training folds as dev
+SST2_DEV_FRACTION = 0.1  # of stsa.binary.train, used only when there is no stsa.binary.test
+DEV_STREAM = 1           # the dev draw is seeded by (DEV_STREAM, seed): independent of MR's fold permutation
+
+Split = tuple[list[list[str]], list[int]]  # (token lists, labels)
 
 
 def default_root() -> Path:
@@ -52,13 +64,53 @@ def _check_int(option: str, value: int | None, low: int, allow_none: bool = True
         raise UsageError(f"{option} must be an integer >= {low}{' or null' if allow_none else ''}, got {value!r}")
 
 
-def make_bundle(train: tuple[list[list[str]], list[int]], test: tuple[list[list[str]], list[int]],
-                dev: tuple[list[list[str]], list[int]] | None, min_count: int, pad: int) -> DataBundle:
+def _check_fraction(option: str, value: float | None, allow_none: bool = False) -> None:
+    """UsageError unless `value` is a number in [0, 0.5) (or None when allowed)."""
+    if value is None and allow_none:
+        return
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < 0.5
+    if not ok:
+        raise UsageError(f"{option} must be a number in [0, 0.5){' or null (automatic)' if allow_none else ''}, "
+                         f"got {value!r}")
+
+
+def hold_out(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (kept, held out) of range(n): a seeded random `fraction` held out; both in increasing order.
+
+    round(fraction * n) items, at least one when fraction > 0 and n >= 2, never all of them. Drawn with
+    numpy's frozen legacy RandomState stream, so a numpy upgrade never changes the split (nor the vocabulary).
+    """
+    k = 0 if fraction <= 0 or n < 2 else min(n - 1, max(1, int(round(fraction * n))))
+    held = np.zeros(n, dtype=bool)
+    held[np.random.RandomState([DEV_STREAM, seed]).permutation(n)[:k]] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def split_off(data: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
+    """(rest, dev): `hold_out` applied to a split, each part in its original order; dev None at fraction 0."""
+    if fraction <= 0:
+        return data, None
+    keep, held = hold_out(len(data[1]), fraction, seed)
+
+    def part(idx: np.ndarray) -> Split:
+        return [data[0][i] for i in idx], [data[1][i] for i in idx]
+
+    return part(keep), part(held)
+
+
+def cut(data: Split | None, limit: int | None) -> Split | None:
+    """The first `limit` items of a split (all when limit is None)."""
+    if data is None or limit is None:
+        return data
+    return data[0][:limit], data[1][:limit]
+
+
+def make_bundle(train: Split, test: Split, dev: Split | None, min_count: int, pad: int) -> DataBundle:
     """Vocabulary from the train split only; every split padded to max train length + 2 * pad."""
     vocab = build_vocab(train[0], min_count)
     length = max((len(s) for s in train[0]), default=0) + 2 * pad
 
-    def tensors(split: tuple[list[list[str]], list[int]]) -> TensorData:
+    def tensors(split: Split) -> TensorData:
         return TensorData(encode(split[0], vocab, length, pad), torch.tensor(split[1], dtype=torch.long))
 
     return DataBundle(
@@ -79,17 +131,22 @@ def cv_folds(n: int, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @DATASETS.register("mr", aliases=("rt-polarity", "movie_reviews"))
-def mr(*, root: str | None = None, seed: int = 0, cv_fold: int = 0, limit: int | None = None,
-       min_count: int = 1, pad: int = 4) -> DataBundle:
-    """MR sentence polarity (Pang & Lee 2005): 10 seeded folds, test = fold cv_fold (default 0: a 90/10 split).
+def mr(*, root: str | None = None, seed: int = 0, cv_fold: int = 0, dev_fraction: float = MR_DEV_FRACTION,
+       limit: int | None = None, min_count: int = 1, pad: int = 4) -> DataBundle:
+    """MR sentence polarity (Pang & Lee 2005): 10 seeded folds, test = fold cv_fold, dev = 10% of the rest.
 
     Sentences: rt-polarity.pos (label 1) then rt-polarity.neg (label 0), cleaned by Kim's clean_str
-    (lowercased). A seeded permutation assigns permuted position i to fold i % 10; each split lists its
-    sentences in permuted order, so `limit` (first N of each split) keeps the two classes mixed.
+    (lowercased). A seeded permutation assigns permuted position i to fold i % 10; fold `cv_fold` is the test
+    split (never touched by dev). Kim's protocol: a seeded random `dev_fraction` (default 0.1; 0 = no dev
+    split) of the other nine folds is held out as the dev split, and the vocabulary is built from the remaining
+    training sentences only. Each split lists its sentences in permuted order, so `limit` (first N of each
+    split, applied after the splits are drawn) keeps the two classes mixed.
     """
+    _check_int("seed", seed, 0, allow_none=False)
     _check_int("cv_fold", cv_fold, 0, allow_none=False)
     if cv_fold > 9:
         raise UsageError(f"mr: cv_fold must be in 0..9 (10-fold cross-validation), got {cv_fold}")
+    _check_fraction("dev_fraction", dev_fraction)
     _check_int("limit", limit, 0)
     _check_int("min_count", min_count, 1, allow_none=False)
     _check_int("pad", pad, 0, allow_none=False)
@@ -99,14 +156,17 @@ def mr(*, root: str | None = None, seed: int = 0, cv_fold: int = 0, limit: int |
     neg = read_lines(r / "rt-polarity.neg")
     sents = [clean_str(s).split() for s in pos + neg]
     labels = [1] * len(pos) + [0] * len(neg)
-    perm, fold = cv_folds(len(sents), 10, int(seed))
-    tr = perm[fold != cv_fold][:limit]
-    te = perm[fold == cv_fold][:limit]
-    return make_bundle(([sents[i] for i in tr], [labels[i] for i in tr]),
-                       ([sents[i] for i in te], [labels[i] for i in te]), None, min_count, pad)
+    perm, fold = cv_folds(len(sents), 10, seed)
+
+    def split(idx: np.ndarray) -> Split:
+        return [sents[i] for i in idx], [labels[i] for i in idx]
+
+    train, dev = split_off(split(perm[fold != cv_fold]), float(dev_fraction), seed)
+    return make_bundle(cut(train, limit), cut(split(perm[fold == cv_fold]), limit), cut(dev, limit),
+                       min_count, pad)
 
 
-def read_labelled(path: Path, limit: int | None, clean: Callable[[str], str]) -> tuple[list[list[str]], list[int]]:
+def read_labelled(path: Path, limit: int | None, clean: Callable[[str], str]) -> Split:
     """Tokens and labels of a `label sentence` file (label 0 or 1), first `limit` lines."""
     sents: list[list[str]] = []
     labels: list[int] = []
@@ -120,18 +180,40 @@ def read_labelled(path: Path, limit: int | None, clean: Callable[[str], str]) ->
 
 
 @DATASETS.register("sst2", aliases=("sst-2", "sst_2"))
-def sst2(*, root: str | None = None, limit: int | None = None, min_count: int = 1, pad: int = 4) -> DataBundle:
-    """SST-2 sentences (stsa.binary.*): train, test (the dev file when no test file), dev; clean_str_sst.
+def sst2(*, root: str | None = None, seed: int = 0, dev_fraction: float | None = None, limit: int | None = None,
+         min_count: int = 1, pad: int = 4) -> DataBundle:
+    """SST-2 sentences (stsa.binary.*) with clean_str_sst; epoch selection never sees the test split.
 
-    Trains on sentences only (Kim also trained on the treebank phrases, which these files do not hold).
+    - stsa.binary.test present: test = that file; dev = stsa.binary.dev (dev_fraction null or 0). With an
+      explicit dev_fraction > 0, dev is instead that fraction of stsa.binary.train, seeded by `seed`, and the
+      dev file is not used at all.
+    - stsa.binary.test missing (the shared folder): a warning, then test = stsa.binary.dev (the official dev
+      set) and dev = a seeded random dev_fraction of stsa.binary.train (null means 0.1; 0 means no dev split).
+    The vocabulary comes from the remaining training sentences only; `limit` cuts each split to its first N
+    after the splits are drawn. Trains on sentences only (Kim also trained on the treebank phrases, which these
+    files do not hold).
     """
+    _check_int("seed", seed, 0, allow_none=False)
+    _check_fraction("dev_fraction", dev_fraction, allow_none=True)
     _check_int("limit", limit, 0)
     _check_int("min_count", min_count, 1, allow_none=False)
     _check_int("pad", pad, 0, allow_none=False)
     r = need_dir(root if root is not None else default_root(),
                  f"the SST-2 files stsa.binary.train and stsa.binary.dev (set root= or ${ENV_VAR})")
-    train = read_labelled(r / "stsa.binary.train", limit, clean_str_sst)
-    dev = read_labelled(r / "stsa.binary.dev", limit, clean_str_sst)
-    test_path = r / "stsa.binary.test"
-    test = read_labelled(test_path, limit, clean_str_sst) if test_path.is_file() else dev
-    return make_bundle(train, test, dev, min_count, pad)
+    train = read_labelled(r / "stsa.binary.train", None, clean_str_sst)
+    dev_path, test_path = r / "stsa.binary.dev", r / "stsa.binary.test"
+    if test_path.is_file():
+        test = read_labelled(test_path, limit, clean_str_sst)
+        fraction = float(dev_fraction or 0.0)
+        train, dev = split_off(train, fraction, seed)
+        if dev is None:
+            dev = read_labelled(dev_path, None, clean_str_sst)
+    else:
+        test = read_labelled(dev_path, limit, clean_str_sst)
+        fraction = SST2_DEV_FRACTION if dev_fraction is None else float(dev_fraction)
+        train, dev = split_off(train, fraction, seed)
+        held = (f"the dev split is a random dev_fraction={fraction:g} of stsa.binary.train (seed {seed})"
+                if dev is not None else "there is no dev split (dev_fraction=0)")
+        warnings.warn(f"sst2: no stsa.binary.test in {r}, so the test split is the official dev file "
+                      f"stsa.binary.dev and {held}")
+    return make_bundle(cut(train, limit), test, cut(dev, limit), min_count, pad)

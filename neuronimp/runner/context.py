@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from neuronimp.config import Config, dump_config
@@ -62,21 +63,27 @@ class Context:
         lim = limit if limit is not None else self.cfg.data.limit
         return take(ds, lim) if lim else ds
 
-    def to_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw batch -> the float tensor the model takes (token ids go through the embedding)."""
+    def to_input(self, x: torch.Tensor, embed: nn.Module | None = None) -> torch.Tensor:
+        """Raw batch -> the float tensor the model takes (token ids go through the embedding).
+
+        `embed` replaces the context's `bundle.embed` (e.g. the trained embedding of a network the delete study
+        trains itself); None keeps the context's.
+        """
         x = x.to(self.device, non_blocking=True)
-        if self.bundle.embed is not None:
+        embed = embed if embed is not None else self.bundle.embed
+        if embed is not None:
             with torch.no_grad():
-                x = self.bundle.embed(x)
+                x = embed(x)
         x = x.to(self.dtype)
         if self.cfg.runner.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def batches(self, ds: Dataset, ids: list[int] | None = None, batch_size: int | None = None
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def batches(self, ds: Dataset, ids: list[int] | None = None, batch_size: int | None = None,
+                embed: nn.Module | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Yield (ids, x, y): ids and y as LongTensors, x the model's float input on the device.
 
+        Token ids go through `embed` when given, else the context's `bundle.embed` (see `to_input`).
         A batch holding NaN or inf inputs raises UsageError naming the input ids.
         """
         ids = list(range(len(ds))) if ids is None else ids
@@ -88,7 +95,7 @@ class Context:
             n = x.shape[0]
             batch_ids = torch.tensor(ids[start : start + n])
             check_finite(batch_ids, x)  # NaN/inf inputs are a usage error naming the ids
-            yield batch_ids, self.to_input(x), y.to(self.device)
+            yield batch_ids, self.to_input(x, embed), y.to(self.device)
             start += n
 
     def labels(self, ds: Dataset) -> torch.Tensor:
@@ -114,9 +121,21 @@ class Context:
         write_meta(table, self.meta(extra))
 
 
+def model_options(data: DataBundle | None, options: dict[str, Any]) -> dict[str, Any]:
+    """A model's options completed from text data: `vocab` (sizes the embedding) and `max_len` (the padded
+    sentence length); options given explicitly win. Image data (vocab None) leaves them unchanged."""
+    opts = dict(options)
+    if data is not None and data.vocab is not None:
+        opts.setdefault("vocab", data.vocab)
+        opts.setdefault("max_len", int(data.input_shape[0]))
+    return opts
+
+
 def build_context(cfg: Config, *, weights: str | None = None, need_data: bool = True) -> Context:
     """Load model and data for `cfg` on its device."""
     torch.manual_seed(cfg.seed)
+    if cfg.runner.threads:  # e.g. 1 per process when several share a machine (oversubscription is slow)
+        torch.set_num_threads(cfg.runner.threads)
     if cfg.runner.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -130,9 +149,7 @@ def build_context(cfg: Config, *, weights: str | None = None, need_data: bool = 
         data = load_data(cfg.data.name, transform=bundle.transform, **data_opts) if need_data else None
     else:
         data = load_data(cfg.data.name, **data_opts) if need_data else None
-        if data is not None and data.vocab is not None:  # text: the vocabulary sizes the embedding
-            model_opts.setdefault("vocab", data.vocab)
-            model_opts.setdefault("max_len", int(data.input_shape[0]))
+        model_opts = model_options(data, model_opts)  # text: the vocabulary sizes the embedding
         num_classes = data.num_classes if data is not None else None
         bundle = create_model(cfg.model.name, weights=weights, num_classes=num_classes, **model_opts)
     bundle.model.to(device=device, dtype=dtype)

@@ -24,7 +24,7 @@ import pandas as pd
 from neuronimp.errors import UsageError, unknown
 from neuronimp.runner.guard import check_writable
 from neuronimp.runner.jobs import ShardJob, done_record, make_jobs, mark_done, marker_tables, table_files
-from neuronimp.runner.merge import SHARD_FILE, check_complete, merge_table, table_groups
+from neuronimp.runner.merge import SHARD_FILE, check_complete, merge_table, rebuild_aggregates, table_groups
 from neuronimp.runner.progress import print_table, progress
 from neuronimp.runner.shards import parts_status
 
@@ -246,6 +246,9 @@ def merge_written(out: Path, outcomes: list[Outcome], shards: int) -> list[Path]
     for name, files in chosen.items():
         path, rows = merge_table(name, files, out)
         print(f"merged: {path} ({rows} rows from {shards} shards)")
+        merged.append(path)
+    for path in rebuild_aggregates(out, shards):
+        print(f"rebuilt: {path} (from the merged tables)")
         merged.append(path)
     return merged
 

@@ -5,13 +5,17 @@ shards 0..N-1 are all there exactly once, that they come from one config, and th
 image_id) appears in two shards; only then is `<name>.csv` written (atomically, with merged metadata). Rows
 follow shard order, then are stably sorted by the input id when the table has one, so a merged table lists
 inputs in the order an unsharded run visits them. Shard files are kept; merging again is harmless.
-Per-shard summaries (`*_summary`) are not merged: a stack of summaries is no summary of the whole.
+Per-shard summaries (`*_summary`) and the other aggregate tables in `AGGREGATES` are not stacked: a stack
+of per-shard aggregates is no aggregate of the whole. Those with a rebuild function are recomputed from the
+merged row tables (e.g. delete_auc_by_corruption from delete_auc); the others are named with the command
+that makes them for the whole run.
 """
 from __future__ import annotations
 
 import json
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,50 @@ ID_COLUMNS = ("input_id", "image_id")
 # aggregates of one shard's rows cannot be stacked into the aggregate of all rows: not merged (`neuronimp
 # report` recomputes them from the merged row tables)
 SUMMARY_SUFFIX = "_summary"
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    """An aggregate table recomputed by `fn` from the merged table `source`."""
+
+    source: str
+    fn: Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def _auc_by_corruption(auc: pd.DataFrame) -> pd.DataFrame:
+    from neuronimp.studies.delete_summary import AUC_GROUP, by_corruption
+
+    return by_corruption(auc, AUC_GROUP)
+
+
+def _gap_correlation(auc: pd.DataFrame) -> pd.DataFrame:
+    from neuronimp.studies.delete_summary import AUC_GROUP, gap_correlation
+
+    return gap_correlation(auc, AUC_GROUP)
+
+
+_FILTERS = "run `neuronimp filters` without --shard: its sign and negation tables describe the whole split"
+# aggregate tables (over a shard's inputs or networks) -> how to rebuild them from a merged row table, or
+# the advice printed instead
+AGGREGATES: dict[str, Rebuild | str] = {
+    "delete_auc_by_corruption": Rebuild("delete_auc", _auc_by_corruption),
+    "delete_gap_correlation": Rebuild("delete_auc", _gap_correlation),
+    **{name: _FILTERS for name in ("filter_signs", "filter_sign_shares", "negation_pairs", "negation_changes",
+                                   "negation_filters", "negation_conductance")},
+}
+
+
+def is_aggregate(name: str) -> bool:
+    """Whether the table `name` aggregates over a shard's items (never stacked)."""
+    return name.endswith(SUMMARY_SUFFIX) or name in AGGREGATES
+
+
+def _merged(folder: Path, name: str) -> Path | None:
+    """The merged (unsharded) table `name` in `folder`, if there is one."""
+    for ext in ("csv", "parquet"):
+        if (folder / f"{name}.{ext}").is_file():
+            return folder / f"{name}.{ext}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -152,13 +200,40 @@ def table_groups(folder: Path, count: int | None = None) -> dict[str, list[Shard
     """Shard tables of `folder` grouped by table name (only sets of `count` shards when given)."""
     groups: dict[str, list[ShardFile]] = defaultdict(list)
     for f in shard_files(folder):
-        if (count is None or f.shard.count == count) and not f.name.endswith(SUMMARY_SUFFIX):
+        if (count is None or f.shard.count == count) and not is_aggregate(f.name):
             groups[f.name].append(f)
     return dict(groups)
 
 
-def merge_folder(folder: Path, name: str | None = None, count: int | None = None) -> list[Path]:
-    """Merge every sharded table in `folder` (or only `name`, or only sets of `count` shards)."""
+def rebuild_aggregates(folder: Path, count: int | None = None, say: Callable[[str], None] = print) -> list[Path]:
+    """Recompute the aggregate tables whose shard files are in `folder` from the merged row tables.
+
+    Each rebuilt table gets the metadata of its source's merged table; tables that cannot be rebuilt here
+    are named, with what to run instead.
+    """
+    names = sorted({f.name for f in shard_files(folder) if (count is None or f.shard.count == count)
+                    and f.name in AGGREGATES})
+    written = []
+    for name in names:
+        how = AGGREGATES[name]
+        src = _merged(folder, how.source) if isinstance(how, Rebuild) else None
+        if src is None:
+            say(f"not merged: {name} aggregates over each shard's items; "
+                + (how if isinstance(how, str) else f"merge {how.source} first"))
+            continue
+        df = how.fn(read_table(src))
+        path = write_table(df, folder / name, "parquet" if src.suffix == ".parquet" else "csv")
+        meta_file = src.with_suffix(".meta.json")
+        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+        write_meta(path, {**meta, "table": name, "rebuilt_from": src.name, "rows": len(df)})
+        written.append(path)
+    return written
+
+
+def merge_folder(folder: Path, name: str | None = None, count: int | None = None,
+                 say: Callable[[str], None] = print) -> list[Path]:
+    """Merge every sharded table in `folder` (or only `name`, or only sets of `count` shards), then rebuild
+    the aggregate tables from the merged ones (`rebuild_aggregates`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder; give the runner.out folder of a sharded run")
@@ -173,4 +248,5 @@ def merge_folder(folder: Path, name: str | None = None, count: int | None = None
         groups = {name: groups[name]}
     for n, files in groups.items():  # check every table before writing any
         check_complete(n, files, folder)
-    return [merge_table(n, files, folder)[0] for n, files in sorted(groups.items())]
+    merged = [merge_table(n, files, folder)[0] for n, files in sorted(groups.items())]
+    return merged + (rebuild_aggregates(folder, count, say) if name is None else [])

@@ -12,6 +12,7 @@ import pandas as pd
 from neuronimp.studies.selectivity_study import spearman
 
 CURVE_KEYS = ["layer", "order", "ablation", "split"]
+AUC_GROUP = ["model", "layer", "order", "ablation", "split"]  # one AUC comparison across networks
 
 
 def curve_auc(x: np.ndarray, acc: np.ndarray) -> float:

@@ -280,8 +280,9 @@ def test_mr_real_files() -> None:
     assert 120 < int(b.train.y.sum()) < 180  # the seeded permutation mixes pos and neg
     assert torch.all(b.train.x[:, :4] == 0)  # Kim's four leading pads
     full = load_data("mr", min_count=10_000)
-    assert len(full.train) + len(full.test) == 10662 and len(full.test) == 1067
-    assert int(full.train.y.sum()) + int(full.test.y.sum()) == 5331
+    assert len(full.train) + len(full.dev) + len(full.test) == 10662 and len(full.test) == 1067
+    assert len(full.dev) == 960  # Kim's dev: round(0.1 * 9595) of the training folds
+    assert int(full.train.y.sum()) + int(full.dev.y.sum()) + int(full.test.y.sum()) == 5331
     f3 = load_data("mr", cv_fold=3, min_count=10_000)
     assert len(f3.test) == 1066 and not torch.equal(f3.test.y, full.test.y)
     with pytest.raises(UsageError, match="cv_fold must be in 0..9"):
@@ -290,7 +291,7 @@ def test_mr_real_files() -> None:
 
 @needs_sentiment
 def test_mr_tokens_decode_to_clean_sentence() -> None:
-    b = load_data("mr", limit=50)
+    b = load_data("mr", limit=50, dev_fraction=0)  # no dev hold-out: train is the nine folds in permuted order
     first = [b.vocab[i] for i in b.train.x[0].tolist() if i != 0]
     # split on "\n" only: str.splitlines also breaks at Latin-1 0x85, which occurs inside MR sentences
     pos = (SENTIMENT / "rt-polarity.pos").read_text(encoding="latin-1").rstrip("\n").split("\n")
@@ -302,9 +303,12 @@ def test_mr_tokens_decode_to_clean_sentence() -> None:
 
 @needs_sentiment
 def test_sst2_real_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    b = load_data("sst2", limit=200)
-    assert len(b.train) == 200 and len(b.test) == 200 and b.dev is not None
-    assert torch.equal(b.test.y, b.dev.y)  # no stsa.binary.test here: test is the dev file
+    with pytest.warns(UserWarning, match="no stsa.binary.test"):
+        b = load_data("sst2", limit=200, dev_fraction=0)  # no dev hold-out: train is the file's first lines
+    assert len(b.train) == 200 and len(b.test) == 200 and b.dev is None
+    dev_labels = [int(line[0]) for line in (SENTIMENT / "stsa.binary.dev").read_text(encoding="latin-1")
+                  .split("\n")[:200]]
+    assert b.test.y.tolist() == dev_labels  # no stsa.binary.test here: test is the dev file
     assert b.vocab[0] == "<pad>" and 70 < int(b.train.y.sum()) < 130
     line = (SENTIMENT / "stsa.binary.train").read_text(encoding="latin-1").split("\n")[0]
     assert int(b.train.y[0]) == int(line[0])

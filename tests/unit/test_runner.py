@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -177,6 +178,33 @@ def test_merge_combines_shards_in_input_order(tmp_path: Path) -> None:
     assert meta["shard"] == "merged" and meta["rows"] == 7 and len(meta["merged_from"]) == 3
 
 
+def test_merge_rebuilds_aggregates_instead_of_stacking_them(tmp_path: Path) -> None:
+    from neuronimp.studies.delete_summary import AUC_GROUP, by_corruption
+
+    rng = np.random.default_rng(0)
+    auc = pd.DataFrame({"model": "m", "layer": "fc", "order": "random", "ablation": "zero", "split": "test",
+                        "corruption": [0.0, 0.0, 0.5, 0.5, 1.0, 1.0], "seed": [0, 1] * 3,
+                        "auc": rng.random(6), "train_acc": 1.0, "test_acc": rng.random(6), "gap": rng.random(6),
+                        "reached_fit_target": True})
+    meta = {"config": {"seed": 0, "runner": {"out": str(tmp_path)}}, "command": "delete"}
+    for i, rows in enumerate((auc.iloc[:3], auc.iloc[3:])):
+        s = Shard(i, 2)
+        for name, df in (("delete_auc", rows), ("delete_auc_by_corruption", by_corruption(rows, AUC_GROUP)),
+                         ("filter_signs", pd.DataFrame({"unit": [0, 1], "n_pos": [i, i]}))):
+            write_table(df, tmp_path / f"{name}{s.tag}").with_suffix(".meta.json").write_text(
+                json.dumps({**meta, "shard": str(s)}))
+    said: list[str] = []
+    paths = merge_folder(tmp_path, say=said.append)
+    assert [p.name for p in paths] == ["delete_auc.csv", "delete_auc_by_corruption.csv"]
+    got = read_table(tmp_path / "delete_auc_by_corruption.csv")
+    want = by_corruption(auc, AUC_GROUP)
+    assert len(got) == 3 and got["seeds"].tolist() == [2, 2, 2]  # stacking would give 4 rows, 1-2 seeds each
+    np.testing.assert_allclose(got["auc_mean"], want["auc_mean"])
+    np.testing.assert_allclose(got["auc_sd"], want["auc_sd"])
+    assert not (tmp_path / "filter_signs.csv").exists()
+    assert len(said) == 1 and said[0].startswith("not merged: filter_signs") and "without --shard" in said[0]
+
+
 def test_merge_reports_missing_and_unfinished_shards(tmp_path: Path) -> None:
     _shard_table(tmp_path, "scores", 0, 3, [0, 3])
     run_batches([1, 4, 7], _rows, tmp_path / "parts" / f"scores{Shard(1, 3).tag}", 2, key=0, show=False)
@@ -335,3 +363,18 @@ def test_local_slots_share_the_cores() -> None:
     slots = launch_mod.local_slots(cfg, 5)
     assert len(slots) == 2 and all(int(s["OMP_NUM_THREADS"]) >= 1 for s in slots)
     assert len(launch_mod.local_slots(cfg, 1)) == 1
+
+
+def test_runner_threads_sets_torch_threads() -> None:
+    from neuronimp.runner.context import build_context
+
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            build_context(build_config({"model": {"name": "digits_mlp"}, "runner": {"threads": n, "out": "/x"}}),
+                          need_data=False)
+            assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(UsageError, match="runner.threads"):
+        build_config({"runner": {"threads": 0}})

@@ -182,8 +182,15 @@ def test_sentiment_config_and_kim_configs_load() -> None:
         assert c.model.options["windows"] == [3, 4, 5] and c.model.options["maps"] == 100
         assert c.model.options["dropout"] == 0.5 and c.layers == ["features"]
     assert sst.train.checkpoint == "results/checkpoints/kimcnn_sst2.pt" and sst.train.select_on_dev
-    assert mr.data.name == "mr" and mr.data.options["cv_fold"] == 0 and not mr.train.select_on_dev
+    assert mr.data.name == "mr" and mr.data.options["cv_fold"] == 0
+    assert mr.train.select_on_dev and mr.data.options["dev_fraction"] == 0.1  # Kim's 10% dev hold-out
     for study in ("ablate", "select"):
         c = load_config(ROOT / "configs" / f"kimcnn_sst2_{study}.yaml")
         assert c.model.weights == sst.train.checkpoint and c.model.options == sst.model.options
         assert c.layers == ["features"] and c.attribution.baseline == "zero"
+    readers = [c for c in map(load_config, sorted((ROOT / "configs").glob("kimcnn_*.yaml")))
+               if c.model.weights == sst.train.checkpoint and c.name != sst.name]
+    assert {"kimcnn_sst2_ablate", "kimcnn_sst2_select"} <= {c.name for c in readers}
+    for c in readers:  # every config that reads the SST-2 checkpoint (the delete study trains its own nets)
+        # same data options -> same held-out dev -> same training sentences -> the checkpoint's vocabulary
+        assert c.data.name == "sst2" and c.data.options == sst.data.options, c.name
