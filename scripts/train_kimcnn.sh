@@ -6,8 +6,10 @@
 #                                      (dev = 10% of the training folds)
 #   scripts/train_kimcnn.sh mr-cv      10-fold cross-validation on MR (same dev protocol in each fold);
 #                                      prints the mean test accuracy
-#   scripts/train_kimcnn.sh analysis   filter signs + negation, then the ablation and selection studies (SST-2)
-#   scripts/train_kimcnn.sh all        sst2, then analysis
+#   scripts/train_kimcnn.sh analysis   filter signs + negation (and the target=predicted and training-lexicon
+#                                      variants), then the ablation and selection studies (SST-2)
+#   scripts/train_kimcnn.sh delete     Study 2 (cumulative deletion over label corruption) on SST-2 networks
+#   scripts/train_kimcnn.sh all        sst2, then analysis, then delete
 # Extra arguments are passed to every neuronimp call, e.g. --set train.epochs=10.
 # Make target (for the lead):
 #   kimcnn:  ; scripts/train_kimcnn.sh all
@@ -43,10 +45,15 @@ PY
     ;;
   analysis)
     timed filters_kimcnn_sst2.log "$NI" filters -c configs/kimcnn_sst2.yaml "$@"
+    timed filters_kimcnn_sst2_predicted.log "$NI" filters -c configs/kimcnn_sst2.yaml \
+      --set sentiment.target=predicted --set runner.out=results/kimcnn_sst2_predicted "$@"
+    timed filters_kimcnn_sst2_trainwords.log "$NI" filters -c configs/kimcnn_sst2.yaml \
+      --set sentiment.sentiment_words=train --set runner.out=results/kimcnn_sst2_trainwords "$@"
     timed explain_kimcnn_sst2.log "$NI" explain -c configs/kimcnn_sst2.yaml --unit 17 --index 3 "$@"
     timed ablate_kimcnn_sst2.log "$NI" ablate -c configs/kimcnn_sst2_ablate.yaml "$@"
     timed select_kimcnn_sst2.log "$NI" select -c configs/kimcnn_sst2_select.yaml "$@"
     ;;
-  all) "$0" sst2 "$@"; "$0" analysis "$@" ;;
-  *) echo "usage: $0 sst2|mr|mr-cv|analysis|all [--set key=value ...]" >&2; exit 2 ;;
+  delete) timed delete_kimcnn_sst2.log "$NI" delete -c configs/kimcnn_sst2_delete.yaml "$@" ;;
+  all) "$0" sst2 "$@"; "$0" analysis "$@"; "$0" delete "$@" ;;
+  *) echo "usage: $0 sst2|mr|mr-cv|analysis|delete|all [--set key=value ...]" >&2; exit 2 ;;
 esac

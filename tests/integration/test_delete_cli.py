@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from neuronimp.cli import app
@@ -15,12 +13,7 @@ from neuronimp.cli import app
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "digits_delete_smoke.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(out: Path, *extra: str) -> object:

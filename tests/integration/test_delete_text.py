@@ -5,7 +5,6 @@ accuracy the study reports must come from the trained embedding, not from the co
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -24,15 +23,8 @@ from neuronimp.runner.context import build_context
 from neuronimp.training import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(not (default_root() / "stsa.binary.train").is_file(), reason="no SST-2 files")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.skipif(not (default_root() / "stsa.binary.train").is_file(), reason="no SST-2 files"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ batched ablation levels, the selectivity index on hand-made activations, noise a
 label corruption and seeding of the networks."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -22,12 +21,7 @@ from neuronimp.studies.unit_order import canonical_order, random_rank, rank_unit
 from tests.conftest import toy_cnn, toy_mlp
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: one thread is faster, and immune to a busy machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def summing_net() -> nn.Module:
