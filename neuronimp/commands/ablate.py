@@ -101,7 +101,8 @@ def run(ctx: Context, shard: Shard) -> Path:
         return rows
 
     parts = ctx.out / "parts" / f"ablate{shard.tag}"
-    df = run_batches(items, work, parts, cfg.runner.batch_size, key=cfg.model_dump(mode="json"),
+    key = {**cfg.model_dump(mode="json"), "weights_digest": ctx.weights_digest}  # a retrained checkpoint: new key
+    df = run_batches(items, work, parts, cfg.runner.batch_size, key=key,
                      desc="ablate", show=cfg.runner.progress, unit="img")
     table = _flips(df)
     path = write_table(table.reset_index(drop=True), ctx.out / f"ablate{shard.tag}", cfg.runner.format)

@@ -94,6 +94,7 @@ def conductance_table(ctx: Context, bank: FilterBank, ids: torch.Tensor, keys: l
     # resume key: what shapes these numbers (so a re-run with other sign or negation options reuses them)
     key = {"name": name, "ids": hashlib.sha256(ids.contiguous().numpy().tobytes()).hexdigest(),
            "target": cfg.sentiment.target, "dtype": cfg.runner.dtype, "autocast": cfg.runner.autocast,
+           "weights_digest": ctx.weights_digest,
            **cfg.model_dump(mode="json", include={"seed", "model", "data", "attribution"})}
     return run_batches(keys, work, ctx.out / "parts" / f"{name}{tag}", cfg.runner.batch_size, key=key,
                        desc=name, show=cfg.runner.progress, unit="sent")

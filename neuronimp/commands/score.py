@@ -59,7 +59,8 @@ def run(ctx: Context, shard: Shard) -> Path:
         return rows
 
     parts = ctx.out / "parts" / f"scores{shard.tag}"
-    df = run_batches(items, work, parts, cfg.runner.batch_size, key=cfg.model_dump(mode="json"),
+    key = {**cfg.model_dump(mode="json"), "weights_digest": ctx.weights_digest}  # a retrained checkpoint: new key
+    df = run_batches(items, work, parts, cfg.runner.batch_size, key=key,
                      desc="score", show=cfg.runner.progress, unit="img")
     for msg in sorted(delta_warnings):
         warnings.warn(msg, stacklevel=1)

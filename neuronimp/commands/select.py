@@ -134,7 +134,7 @@ def score_draw(ctx: Context, ds: torch.utils.data.Dataset, items: np.ndarray, dr
     key = {"model": cfg.model.model_dump(mode="json"), "data": cfg.data.model_dump(mode="json"),
            "layers": ctx.layers, "methods": cfg.methods, "attribution": cfg.attribution.model_dump(mode="json"),
            "dtype": cfg.runner.dtype, "autocast": cfg.runner.autocast, "target": cfg.select.target,
-           "seed": cfg.seed}
+           "seed": cfg.seed, "weights_digest": ctx.weights_digest}
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.select.task)
     parts = ctx.out / "parts" / f"select-{slug}-draw-{draw:04d}"
     return run_batches([int(i) for i in items], work, parts, cfg.runner.batch_size, key=key,

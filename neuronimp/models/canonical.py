@@ -5,7 +5,9 @@ per-layer hooks record one output per module call. A functional `F.relu` is invi
 rules silently fall back to plain gradients); a module instance registered or called twice mixes two
 call sites into one hook; an in-place op rewrites the tensor a hook or a full backward hook recorded.
 Torch only shares a module when the model's code does so, so functional ReLUs are fixed by replacing
-blocks (see `inception.py`), and sharing is detected here and refused.
+blocks (see `inception.py`), and sharing is detected here and refused. Captum also hooks the *input
+tensor* of each rule module, so a pool that reads a tensor other ops read too (an Inception block's input)
+rewrites their gradients as well: `shared_inputs` finds such call sites.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from neuronimp.errors import UsageError
 
@@ -100,3 +102,19 @@ def check_call_sites(model: nn.Module, example: torch.Tensor, name: str = "model
         listed = ", ".join(f"{k} ({v} calls)" for k, v in list(repeated.items())[:5])
         raise UsageError(f"model {name!r} calls one activation/pool module at several call sites: {listed}; "
                          "DeepLIFT, LRP and layer hooks need one module per call site (give each its own module)")
+
+
+def shared_inputs(model: nn.Module) -> list[str]:
+    """Call sites (module paths) of activations/pools whose input tensor another op also reads (fx trace).
+
+    Why: Captum's DeepLIFT and LRP put their rule on the module's input tensor, so the rule's multiplier
+    replaces the gradient that every reader of that tensor sends back, not just the module's own share.
+    """
+    graph = fx.Tracer().trace(model)
+    out = []
+    for node in graph.nodes:
+        if node.op == "call_module" and has_role(model.get_submodule(node.target)):
+            source = node.args[0]
+            if isinstance(source, fx.Node) and len(source.users) > 1:
+                out.append(node.target)
+    return out

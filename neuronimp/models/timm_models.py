@@ -1,8 +1,10 @@
 """timm models: any `timm/<name>`, and timm's Inception v3 with the torchvision paper aliases.
 
 timm builds activations as modules (ConvNormAct -> BatchNormAct2d.act) but with `inplace=True`;
-`canonicalise` turns that off. Functional ops inside a timm block (e.g. timm's Inception v3 pools with
-`F.max_pool2d`) stay invisible to hooks; `create_model` refuses models that call one activation twice.
+`canonicalise` turns that off. timm's Inception v3 pools inside its blocks with `F.avg_pool2d`/`F.max_pool2d`;
+`timm_model` swaps those blocks for subclasses that own pool modules (`timm_inception_blocks.py`), so hooks
+and DeepLIFT's max-pool rule see them. Functional ops inside other timm models stay invisible to hooks;
+`create_model` refuses models that call one activation twice.
 """
 from __future__ import annotations
 
@@ -34,6 +36,17 @@ def _create(name: str, weights: str, num_classes: int | None, options: dict[str,
     return load_weights(model, weights, None, name=f"{TIMM_PREFIX}{name}")
 
 
+def _canonical_blocks(model: nn.Module) -> nn.Module:
+    """`model` with timm's functional-pool Inception v3 blocks swapped for ours (same weights); others as is."""
+    from timm.models.inception_v3 import InceptionV3
+
+    if not isinstance(model, InceptionV3):
+        return model
+    from neuronimp.models.timm_inception_blocks import canonical_inception_v3
+
+    return canonical_inception_v3(model)
+
+
 def timm_transform(model: nn.Module) -> Any:
     """timm's own eval preprocessing for `model` (resize, center crop, normalise by its pretrained config)."""
     import timm.data
@@ -54,7 +67,7 @@ def default_layer_of(model: nn.Module) -> str:
 
 def timm_model(name: str, weights: str = "none", num_classes: int | None = None, **options: Any) -> ModelBundle:
     """Any timm model by name (`timm/<name>`); options go to timm.create_model."""
-    model = _create(name, weights, num_classes, options)
+    model = _canonical_blocks(_create(name, weights, num_classes, options))
     shape = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
     return ModelBundle(model=model, name=f"{TIMM_PREFIX}{name}", num_classes=model.num_classes,
                        input_shape=shape, layer_aliases={}, default_layer=default_layer_of(model),

@@ -5,8 +5,10 @@ Built once per command from a validated Config; studies receive tensors from it,
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,19 @@ class Context:
             check_finite(batch_ids, x)  # NaN/inf inputs are a usage error naming the ids
             yield batch_ids, self.to_input(x, embed), y.to(self.device)
             start += n
+
+    @cached_property
+    def weights_digest(self) -> str:
+        """What the weights are, for resume keys: the sha256 of a checkpoint file's bytes (a retrained checkpoint
+        at the same path must not reuse part files computed with the old one), else the weights setting."""
+        path = Path(self.cfg.model.weights)
+        if self.cfg.model.weights in ("none", "imagenet") or not path.is_file():
+            return self.cfg.model.weights
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return "sha256:" + h.hexdigest()
 
     def labels(self, ds: Dataset) -> torch.Tensor:
         """All labels of a dataset, [N]."""

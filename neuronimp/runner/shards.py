@@ -26,7 +26,7 @@ from neuronimp.runner.progress import progress
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 # runner settings that change where and how visibly a run goes, never its rows: ignored for resuming
-NON_RESULT_RUNNER_KEYS = ("out", "progress", "num_workers", "parallel", "slurm", "format")
+NON_RESULT_RUNNER_KEYS = ("out", "progress", "num_workers", "parallel", "slurm", "format", "threads")
 
 
 @dataclass(frozen=True)

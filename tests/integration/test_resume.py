@@ -139,3 +139,21 @@ def test_sharded_runs_by_hand_then_merge(tmp_path: Path) -> None:
     res = runner.invoke(app, ["merge", str(out)])
     assert res.exit_code == 0 and "merged:" in res.stdout
     assert sorted(pd.read_csv(out / "scores.csv").input_id.unique()) == list(range(12))
+
+
+def test_retrained_checkpoint_at_the_same_path_does_not_reuse_parts(tmp_path: Path) -> None:
+    """Part files are keyed by the checkpoint's bytes, not only its path: new weights never meet old parts."""
+    import torch
+
+    from neuronimp.models import create_model
+
+    ckpt, out = tmp_path / "mlp.pt", tmp_path / "out"
+    sets = [f"model.weights={ckpt}"]
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        torch.save({"model": create_model("digits_mlp", weights="none", width=16).model.state_dict()}, ckpt)
+        res = CliRunner().invoke(app, score_args(out, sets))
+        if seed == 0:
+            assert res.exit_code == 0, res.output
+    assert res.exit_code == 2 and "holds partial results of a different config" in res.output
+    assert len(res.output.strip().splitlines()) == 1
