@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -211,8 +212,15 @@ def explain(config: ConfigOpt, unit: Annotated[int, typer.Option(help="unit (cha
     importlib.import_module(f"neuronimp.commands.{name}").run(ctx, unit, index)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """Warnings as one line, `warning: <message>` (not Python's two lines with the source line)."""
+    return f"warning: {message}\n"
+
+
 def main() -> None:
     """Entry point (console script)."""
+    warnings.formatwarning = _one_line_warning
     app()
 
 

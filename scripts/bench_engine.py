@@ -10,10 +10,10 @@ Prints the ratios; targets: A >= 6x, B >= 1x, C <= 1.3x.
     python scripts/bench_engine.py [--images 8] [--size 224] [--steps 50] [--device cpu] [--repeats 3]
 
 Timing protocol: both sides first run once on one image (warm-up: allocator, oneDNN primitive caches), then
-case B alternates neuronimp and Captum `--repeats` times and compares the medians, so a burst of load from
-another process on a shared machine lands on both sides instead of deciding the ratio. Case A (a 6x gap)
-runs each side once. Where the single-layer gain comes from: the layers before the cut run without autograd
-(Captum records them, since the weights require grad), and the backward pass starts at the layer.
+cases A and B alternate neuronimp and Captum `--repeats` times and compare the medians, so a burst of load
+from another process on a shared machine lands on both sides instead of deciding the ratio. Where the
+single-layer gain comes from: the layers before the cut run without autograd (Captum records them, since the
+weights require grad), and the backward pass starts at the layer.
 """
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=3, help="alternating runs of case B")
+    p.add_argument("--repeats", type=int, default=3, help="alternating runs of cases A and B")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--gpu-throughput", action="store_true")
     a = p.parse_args()
@@ -153,12 +153,14 @@ def main() -> None:
                lambda: captum_all(m, x[:1], b[:1], t[:1], LAYERS, PATH, a.steps)):
         fn()  # warm-up on one image
     ours: dict = {}
-    t_ours = timed(lambda: ours.update(compute_scores(m, x, b, t, LAYERS, PATH, cfg, warn=False).scores), dev)
     theirs: dict = {}
-    t_cap = timed(lambda: theirs.update(captum_all(m, x, b, t, LAYERS, PATH, a.steps)), dev)
+    t_ours, t_cap = compare(
+        lambda: ours.update(compute_scores(m, x, b, t, LAYERS, PATH, cfg, warn=False).scores),
+        lambda: theirs.update(captum_all(m, x, b, t, LAYERS, PATH, a.steps)), dev, a.repeats)
     err = max(float((ours[k] - theirs[k]).abs().max() / theirs[k].abs().max().clamp(min=1e-12)) for k in theirs)
-    print(f"A  4 layers x 4 path methods, {a.images} images {a.size}px, n_steps {a.steps}: "
-          f"neuronimp {t_ours:.1f}s, Captum {t_cap:.1f}s, ratio {t_cap / t_ours:.1f}x (target >= 6x); "
+    r = statistics.median(t_cap) / statistics.median(t_ours)
+    print(f"A  4 layers x 4 path methods, {a.images} images {a.size}px, n_steps {a.steps}, {a.repeats} alternating "
+          f"runs: neuronimp {_fmt(t_ours)}, Captum {_fmt(t_cap)}, ratio of medians {r:.1f}x (target >= 6x); "
           f"max relative difference {err:.1e}", flush=True)
     one = AttributionCfg(n_steps=a.steps, rule="riemann_left", step_chunk=16)
     t1, t2 = compare(lambda: compute_scores(m, x, b, t, ["inception4d"], ["conductance"], one, warn=False),

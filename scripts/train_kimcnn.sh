@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Full-size Kim (2014) CNN runs: long (CPU: about a minute per SST-2 epoch on 2 cores), so not part of `make test`.
+# Full-size Kim (2014) CNN runs: long (CPU: 25 SST-2 epochs took 864 s on 2 shared cores), so not part of `make test`.
 #   scripts/train_kimcnn.sh sst2       train CNN-rand on SST-2 (25 epochs, best dev epoch kept; dev = 10% of
 #                                      the training file, test = the official dev file when there is no test file)
 #   scripts/train_kimcnn.sh mr         train CNN-rand on MR, fixed 90/10 split (fold 0), best dev epoch kept

@@ -4,11 +4,17 @@ selectivity vs single-unit importance.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from neuronimp.runner.io import atomic_path
+
+
+def _slug(model: str) -> str:
+    """A file-name part for a model label: mnist_mlp(width=256) -> mnist_mlp_width256 (only [A-Za-z0-9_.-])."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "", model.replace("(", "_").replace(",", "_").replace("=", ""))
 
 
 def _plt():  # noqa: ANN202 - the pyplot module
@@ -67,7 +73,7 @@ def curve_figures(curves: pd.DataFrame, out: Path, tag: str = "") -> list[Path]:
                 ax.set_ylabel(f"{split} accuracy" if j == 0 else "")
         _legend(fig, axes)
         fig.suptitle(f"{model}: cumulative {ablation} ablation ({split})", fontsize=10)
-        safe = model.replace("(", "_").replace(")", "").replace(",", "_").replace("=", "")
+        safe = _slug(model)
         paths.append(_save(fig, out / f"delete_curves_{safe}_{split}_{ablation}{tag}.png"))
     noise = curves[curves["order"] == "noise"]
     for (model, split), g in noise.groupby(["model", "split"]):
@@ -79,7 +85,7 @@ def curve_figures(curves: pd.DataFrame, out: Path, tag: str = "") -> list[Path]:
             axes[0][j].set_xlabel("noise sd / unit sd")
         axes[0][0].set_ylabel(f"{split} accuracy")
         _legend(fig, axes)
-        safe = model.replace("(", "_").replace(")", "").replace(",", "_").replace("=", "")
+        safe = _slug(model)
         paths.append(_save(fig, out / f"delete_noise_{safe}_{split}{tag}.png"))
     return paths
 

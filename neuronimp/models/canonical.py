@@ -107,8 +107,9 @@ def check_call_sites(model: nn.Module, example: torch.Tensor, name: str = "model
 def shared_inputs(model: nn.Module) -> list[str]:
     """Call sites (module paths) of activations/pools whose input tensor another op also reads (fx trace).
 
-    Why: Captum's DeepLIFT and LRP put their rule on the module's input tensor, so the rule's multiplier
-    replaces the gradient that every reader of that tensor sends back, not just the module's own share.
+    Why: Captum's DeepLIFT puts its rule on the module's input tensor, so the rule's multiplier replaces the
+    gradient that every reader of that tensor sends back, not just the module's own share. (Our `deeplift` and
+    `lrp` also give each hooked module its own input copy per call: `methods.propagation.own_inputs`.)
     """
     graph = fx.Tracer().trace(model)
     out = []

@@ -2,7 +2,8 @@
 
 torchvision's `BasicConv2d` ends in `F.relu(x, inplace=True)`, invisible to module hooks and to DeepLIFT's
 rules; our drop-in `BasicConv2d` owns an `nn.ReLU(inplace=False)` and keeps the state-dict keys
-(conv.weight, bn.*), so torchvision's ImageNet weights load unchanged and outputs are identical.
+(conv.weight, bn.*), so torchvision's ImageNet weights load unchanged and outputs are identical. Our
+`Inception` block (googlenet_blocks.py) gives its max-pool branch its own copy of the block input.
 """
 from __future__ import annotations
 
@@ -50,8 +51,10 @@ def imagenet_transform(resize: int = 256, crop: int = 224) -> Callable:
 
 
 def build_googlenet(num_classes: int = 1000, transform_input: bool = False, dropout: float = 0.2) -> nn.Module:
-    """torchvision's GoogLeNet with our BasicConv2d, aux heads off (same keys, same outputs)."""
-    from torchvision.models.googlenet import GoogLeNet, Inception, InceptionAux
+    """torchvision's GoogLeNet with our BasicConv2d and Inception blocks, aux heads off (same keys, same outputs)."""
+    from torchvision.models.googlenet import GoogLeNet, InceptionAux
+
+    from neuronimp.models.googlenet_blocks import Inception
 
     # GoogLeNet passes `blocks[0]` to its stem only; the Inception blocks need conv_block explicitly.
     inception = partial(Inception, conv_block=BasicConv2d)

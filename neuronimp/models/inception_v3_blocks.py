@@ -3,6 +3,11 @@
 torchvision pools with `F.avg_pool2d` / `F.max_pool2d`; these subclasses own `nn.AvgPool2d` / `nn.MaxPool2d`
 modules instead (no parameters: same state-dict keys, same outputs), so hooks and DeepLIFT's max-pool rule
 see them. With `BasicConv2d` from `inception.py` no functional or in-place ReLU is left.
+
+Each pool reads its own copy of the block input (`x.clone()`): Captum hooks a rule module's *input tensor*,
+so on the shared `x` its max-pool multiplier would replace the gradient the conv branches send to `x` too
+(`canonical.shared_inputs` finds such sites; timm_inception_blocks.py does the same for timm). As in
+googlenet_blocks.py: plain Captum LRP then counts the pool branch's input twice; `methods.propagation` does not.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ class InceptionA(tv.InceptionA):
     def _forward(self, x: Tensor) -> list[Tensor]:
         b5 = self.branch5x5_2(self.branch5x5_1(x))
         b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return [self.branch1x1(x), b5, b3, self.branch_pool(self.pool(x))]
+        return [self.branch1x1(x), b5, b3, self.branch_pool(self.pool(x.clone()))]
 
 
 class InceptionB(tv.InceptionB):
@@ -38,7 +43,7 @@ class InceptionB(tv.InceptionB):
 
     def _forward(self, x: Tensor) -> list[Tensor]:
         b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return [self.branch3x3(x), b3, self.pool(x)]
+        return [self.branch3x3(x), b3, self.pool(x.clone())]
 
 
 class InceptionC(tv.InceptionC):
@@ -52,7 +57,7 @@ class InceptionC(tv.InceptionC):
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         d = self.branch7x7dbl_3(self.branch7x7dbl_2(self.branch7x7dbl_1(x)))
         d = self.branch7x7dbl_5(self.branch7x7dbl_4(d))
-        return [self.branch1x1(x), b7, d, self.branch_pool(self.pool(x))]
+        return [self.branch1x1(x), b7, d, self.branch_pool(self.pool(x.clone()))]
 
 
 class InceptionD(tv.InceptionD):
@@ -65,7 +70,7 @@ class InceptionD(tv.InceptionD):
     def _forward(self, x: Tensor) -> list[Tensor]:
         b3 = self.branch3x3_2(self.branch3x3_1(x))
         b7 = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
-        return [b3, b7, self.pool(x)]
+        return [b3, b7, self.pool(x.clone())]
 
 
 class InceptionE(tv.InceptionE):
@@ -80,7 +85,7 @@ class InceptionE(tv.InceptionE):
         b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
         d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         d = torch.cat([self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d)], 1)
-        return [self.branch1x1(x), b3, d, self.branch_pool(self.pool(x))]
+        return [self.branch1x1(x), b3, d, self.branch_pool(self.pool(x.clone()))]
 
 
 # Inception3 passes `inception_blocks[0]` to its stem only: the blocks above default conv_block to ours.
