@@ -14,78 +14,51 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 from torchvision.models import inception as tv
 
 from neuronimp.models.inception import BasicConv2d
+from neuronimp.models.inception_v3_forwards import AForward, BForward, CForward, DForward, EForward
 
 
-class InceptionA(tv.InceptionA):
+class InceptionA(AForward, tv.InceptionA):
     """35x35 block: 1x1, 5x5, double 3x3 and avg-pool branches."""
 
     def __init__(self, *args: Any, conv_block: Callable[..., nn.Module] = BasicConv2d, **kwargs: Any) -> None:
         super().__init__(*args, conv_block=conv_block, **kwargs)
         self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
 
-    def _forward(self, x: Tensor) -> list[Tensor]:
-        b5 = self.branch5x5_2(self.branch5x5_1(x))
-        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return [self.branch1x1(x), b5, b3, self.branch_pool(self.pool(x.clone()))]
 
-
-class InceptionB(tv.InceptionB):
+class InceptionB(BForward, tv.InceptionB):
     """35->17 reduction: 3x3/2, double 3x3/2, max-pool branches."""
 
     def __init__(self, *args: Any, conv_block: Callable[..., nn.Module] = BasicConv2d, **kwargs: Any) -> None:
         super().__init__(*args, conv_block=conv_block, **kwargs)
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2)
 
-    def _forward(self, x: Tensor) -> list[Tensor]:
-        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return [self.branch3x3(x), b3, self.pool(x.clone())]
 
-
-class InceptionC(tv.InceptionC):
+class InceptionC(CForward, tv.InceptionC):
     """17x17 block: 1x1, factorised 7x7, double 7x7 and avg-pool branches."""
 
     def __init__(self, *args: Any, conv_block: Callable[..., nn.Module] = BasicConv2d, **kwargs: Any) -> None:
         super().__init__(*args, conv_block=conv_block, **kwargs)
         self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
 
-    def _forward(self, x: Tensor) -> list[Tensor]:
-        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-        d = self.branch7x7dbl_3(self.branch7x7dbl_2(self.branch7x7dbl_1(x)))
-        d = self.branch7x7dbl_5(self.branch7x7dbl_4(d))
-        return [self.branch1x1(x), b7, d, self.branch_pool(self.pool(x.clone()))]
 
-
-class InceptionD(tv.InceptionD):
+class InceptionD(DForward, tv.InceptionD):
     """17->8 reduction: 3x3/2, 7x7x3/2, max-pool branches."""
 
     def __init__(self, *args: Any, conv_block: Callable[..., nn.Module] = BasicConv2d, **kwargs: Any) -> None:
         super().__init__(*args, conv_block=conv_block, **kwargs)
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2)
 
-    def _forward(self, x: Tensor) -> list[Tensor]:
-        b3 = self.branch3x3_2(self.branch3x3_1(x))
-        b7 = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
-        return [b3, b7, self.pool(x.clone())]
 
-
-class InceptionE(tv.InceptionE):
+class InceptionE(EForward, tv.InceptionE):
     """8x8 block: 1x1, split 3x3, split double 3x3 and avg-pool branches."""
 
     def __init__(self, *args: Any, conv_block: Callable[..., nn.Module] = BasicConv2d, **kwargs: Any) -> None:
         super().__init__(*args, conv_block=conv_block, **kwargs)
         self.pool = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)
-
-    def _forward(self, x: Tensor) -> list[Tensor]:
-        b3 = self.branch3x3_1(x)
-        b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
-        d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        d = torch.cat([self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d)], 1)
-        return [self.branch1x1(x), b3, d, self.branch_pool(self.pool(x.clone()))]
 
 
 # Inception3 passes `inception_blocks[0]` to its stem only: the blocks above default conv_block to ours.

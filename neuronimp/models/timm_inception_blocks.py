@@ -6,9 +6,8 @@ backpropagates the plain gradient through the max-pools of Mixed_6a and Mixed_7a
 fails for any baseline whose max positions differ from the input's. These subclasses own `nn.AvgPool2d` /
 `nn.MaxPool2d` modules with timm's exact arguments (no parameters: same state-dict keys, same outputs).
 
-Each pool reads its own copy of the block input (`x.clone()`): Captum hooks a rule module's *input tensor*,
-so on the shared `x` its max-pool multiplier would replace the gradient the conv branches send to `x` too
-(`canonical.shared_inputs` finds such sites).
+The forwards (each pool reading its own copy of the block input) are shared with the torchvision version:
+`inception_v3_forwards.py`.
 
 Subclasses rather than an fx rewrite, as `inception_v3_blocks.py` does for torchvision: the block keeps its
 class, its children's order and names, and a forward one can read; `canonical_inception_v3` checks at build
@@ -30,53 +29,27 @@ from timm.models.inception_v3 import InceptionE as TimmE
 from torch import Tensor, nn
 
 from neuronimp.models.canonical import evaluating
+from neuronimp.models.inception_v3_forwards import AForward, BForward, CForward, DForward, EForward
 
 
-class InceptionA(TimmA):
+class InceptionA(AForward, TimmA):
     """35x35 block: 1x1, 5x5, double 3x3 and avg-pool (3/1, pad 1) branches."""
 
-    def _forward(self, x: Tensor) -> list[Tensor]:
-        b5 = self.branch5x5_2(self.branch5x5_1(x))
-        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return [self.branch1x1(x), b5, b3, self.branch_pool(self.pool(x.clone()))]
 
-
-class InceptionB(TimmB):
+class InceptionB(BForward, TimmB):
     """35->17 reduction: 3x3/2, double 3x3/2 and max-pool (3/2) branches."""
 
-    def _forward(self, x: Tensor) -> list[Tensor]:
-        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return [self.branch3x3(x), b3, self.pool(x.clone())]
 
-
-class InceptionC(TimmC):
+class InceptionC(CForward, TimmC):
     """17x17 block: 1x1, factorised 7x7, double 7x7 and avg-pool (3/1, pad 1) branches."""
 
-    def _forward(self, x: Tensor) -> list[Tensor]:
-        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-        d = self.branch7x7dbl_3(self.branch7x7dbl_2(self.branch7x7dbl_1(x)))
-        d = self.branch7x7dbl_5(self.branch7x7dbl_4(d))
-        return [self.branch1x1(x), b7, d, self.branch_pool(self.pool(x.clone()))]
 
-
-class InceptionD(TimmD):
+class InceptionD(DForward, TimmD):
     """17->8 reduction: 3x3/2, 7x7x3/2 and max-pool (3/2) branches."""
 
-    def _forward(self, x: Tensor) -> list[Tensor]:
-        b3 = self.branch3x3_2(self.branch3x3_1(x))
-        b7 = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
-        return [b3, b7, self.pool(x.clone())]
 
-
-class InceptionE(TimmE):
+class InceptionE(EForward, TimmE):
     """8x8 block: 1x1, split 3x3, split double 3x3 and avg-pool (3/1, pad 1) branches."""
-
-    def _forward(self, x: Tensor) -> list[Tensor]:
-        b3 = self.branch3x3_1(x)
-        b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
-        d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        d = torch.cat([self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d)], 1)
-        return [self.branch1x1(x), b3, d, self.branch_pool(self.pool(x.clone()))]
 
 
 class InceptionAux(TimmAux):
