@@ -27,6 +27,7 @@ fi
 step "$NI" filters --config configs/kimcnn_sst2.yaml
 step "$NI" ablate --config configs/kimcnn_sst2_ablate.yaml
 step "$NI" select --config configs/kimcnn_sst2_select.yaml
+step "$NI" delete --config configs/kimcnn_sst2_delete.yaml
 if [ -n "${IMAGENET_DIR:-}" ]; then
   W=()
   [ -n "${GOOGLENET_WEIGHTS:-}" ] && W=(--set "model.weights=$GOOGLENET_WEIGHTS")
