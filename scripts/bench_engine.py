@@ -162,8 +162,7 @@ def main() -> None:
     print(f"A  4 layers x 4 path methods, {a.images} images {a.size}px, n_steps {a.steps}, {a.repeats} alternating "
           f"runs: neuronimp {_fmt(t_ours)}, Captum {_fmt(t_cap)}, ratio of medians {r:.1f}x (target >= 6x); "
           f"max relative difference {err:.1e}", flush=True)
-    one = AttributionCfg(n_steps=a.steps, rule="riemann_left", step_chunk=16)
-    t1, t2 = compare(lambda: compute_scores(m, x, b, t, ["inception4d"], ["conductance"], one, warn=False),
+    t1, t2 = compare(lambda: compute_scores(m, x, b, t, ["inception4d"], ["conductance"], cfg, warn=False),
                      lambda: captum_all(m, x, b, t, ["inception4d"], ["conductance"], a.steps), dev, a.repeats)
     r = statistics.median(t2) / statistics.median(t1)
     print(f"B  1 layer x conductance, {a.repeats} alternating runs: neuronimp {_fmt(t1)}, "

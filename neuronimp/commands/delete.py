@@ -36,7 +36,7 @@ from neuronimp.runner.io import write_table, write_text
 from neuronimp.runner.progress import print_table
 from neuronimp.runner.shards import Shard, fingerprint, run_batches
 from neuronimp.studies.delete import NetworkData, delete_study
-from neuronimp.studies.delete_summary import auc_table, by_corruption, gap_correlation
+from neuronimp.studies.delete_summary import AUC_GROUP, auc_table, by_corruption, gap_correlation
 from neuronimp.studies.selectivity_study import selectivity_correlation
 from neuronimp.training import checkpoint_state, evaluate, fit
 
@@ -209,13 +209,12 @@ def run(ctx: Context, shard: Shard) -> Path:
                      key=key, desc="delete", show=cfg.runner.progress, unit="net")
     tables = {name: _table(df, name) for name in COLUMNS}
     nets = tables["networks"]
-    group = ["model", "layer", "order", "ablation", "split"]
     auc = auc_table(tables["curves"], NET_KEYS) if not tables["curves"].empty else pd.DataFrame()
     if not auc.empty:
         auc = auc.merge(nets[NET_KEYS + ["train_acc", "test_acc", "gap", "reached_fit_target", "epochs"]], on=NET_KEYS)
         tables["auc"] = auc
-        tables["auc_by_corruption"] = by_corruption(auc, group)
-        tables["gap_correlation"] = gap_correlation(auc, group)
+        tables["auc_by_corruption"] = by_corruption(auc, AUC_GROUP)
+        tables["gap_correlation"] = gap_correlation(auc, AUC_GROUP)
     if not tables["units"].empty:
         tables["selectivity_correlation"] = selectivity_correlation(tables["units"], NET_KEYS)
     written = {}
