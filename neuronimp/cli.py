@@ -32,6 +32,8 @@ def usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            if _PLUGIN_ERROR:
+                raise UsageError(_PLUGIN_ERROR)
             return fn(*args, **kwargs)
         except UsageError as exc:
             typer.echo(f"error: {exc}", err=True)
@@ -49,22 +51,25 @@ def _config(config: Path, overrides: list[str] | None) -> Any:
     return load_config(config, overrides)
 
 
-def _study(command: str, config: Path, overrides: list[str] | None, shard: str | None,
+def _study(name: str, config: Path, overrides: list[str] | None, shard: str | None,
            launcher: str | None, shards: int) -> None:
-    """Shared body of the per-study commands: validate, then run locally, as shards, or on Slurm."""
+    """Shared body of the study commands: validate, then run here (one shard), as local jobs, or on Slurm."""
     from neuronimp.runner.shards import Shard
 
     cfg = _config(config, overrides)
     if launcher:
+        if shard:
+            raise UsageError("--shard and --launcher exclude each other: --launcher runs every shard "
+                             "(--shards N); --shard i/N runs one")
         from neuronimp.runner.launch import launch
 
-        launch(command, config, overrides or [], launcher, shards, cfg)
+        launch(name, config, overrides or [], launcher, shards, cfg)
         return
+    part = Shard.parse(shard)
     from neuronimp.runner.context import build_context
+    from neuronimp.runner.driver import run_study
 
-    ctx = build_context(cfg)
-    module = importlib.import_module(f"neuronimp.commands.{command}")
-    module.run(ctx, Shard.parse(shard))
+    run_study(name, build_context(cfg), part)
 
 
 @app.command()
@@ -106,36 +111,16 @@ def layers(model: Annotated[str, typer.Argument(help="model name")],
         typer.echo(f"{info.name:28s} {info.alias or '':10s} {shape:22s} {info.units}")
 
 
-@app.command()
-@usage_errors
-def score(config: ConfigOpt, set_: SetOpt = None, shard: ShardOpt = None, launcher: LauncherOpt = None,
-          shards: ShardsOpt = 2) -> None:
-    """Per-unit importance of every (input, layer, method): scores.csv in long format."""
-    _study("score", config, set_, shard, launcher, shards)
 
 
-@app.command()
-@usage_errors
-def ablate(config: ConfigOpt, set_: SetOpt = None, shard: ShardOpt = None, launcher: LauncherOpt = None,
-           shards: ShardsOpt = 2) -> None:
-    """Study 1: ablate units in order of importance until the prediction flips."""
-    _study("ablate", config, set_, shard, launcher, shards)
 
 
-@app.command()
-@usage_errors
-def delete(config: ConfigOpt, set_: SetOpt = None, shard: ShardOpt = None, launcher: LauncherOpt = None,
-           shards: ShardsOpt = 2) -> None:
-    """Study 2: cumulative unit deletion, selectivity and generalisation (Morcos et al. 2018)."""
-    _study("delete", config, set_, shard, launcher, shards)
 
 
-@app.command("select")
-@usage_errors
-def select_(config: ConfigOpt, set_: SetOpt = None, shard: ShardOpt = None, launcher: LauncherOpt = None,
-            shards: ShardsOpt = 2) -> None:
-    """Study 3: top-k unit selection and a logistic-regression probe on the selected units."""
-    _study("select", config, set_, shard, launcher, shards)
+
+
+
+
 
 
 @app.command()
@@ -192,11 +177,7 @@ def report(folder: Annotated[Path, typer.Argument(help="results folder (searched
     typer.echo(f"wrote: {path}")
 
 
-@app.command()
-@usage_errors
-def filters(config: ConfigOpt, set_: SetOpt = None, shard: ShardOpt = None) -> None:
-    """Sentiment: sign of each filter's conductance over sentences, and negation minimal pairs (Kim CNN)."""
-    _study("filters", config, set_, shard, None, 1)
+
 
 
 @app.command()
@@ -210,6 +191,46 @@ def explain(config: ConfigOpt, unit: Annotated[int, typer.Option(help="unit (cha
     ctx = build_context(_config(config, set_))
     name = "explain" if ctx.bundle.embed is not None else "explain_image"
     importlib.import_module(f"neuronimp.commands.{name}").run(ctx, unit, index)
+
+
+def _study_command(name: str, help_text: str) -> None:
+    """Add the command of a registered study: `neuronimp NAME --config ...` (with --shard and --launcher)."""
+
+    def command(config: ConfigOpt, set_: SetOpt = None, shard: ShardOpt = None, launcher: LauncherOpt = None,
+                shards: ShardsOpt = 2) -> None:
+        _study(name, config, set_, shard, launcher, shards)
+
+    command.__doc__ = help_text
+    command.__name__ = name
+    app.command(name, help=help_text)(usage_errors(command))
+
+
+@app.command("run")
+@usage_errors
+def run_(study: Annotated[str, typer.Argument(help="a registered study (built-in or plug-in)")],
+         config: ConfigOpt, set_: SetOpt = None, shard: ShardOpt = None, launcher: LauncherOpt = None,
+         shards: ShardsOpt = 2) -> None:
+    """Run any registered study by name (plug-ins: $NEURONIMP_PLUGINS)."""
+    from neuronimp.studies import STUDIES
+
+    _study(STUDIES.canonical(study, where="study"), config, set_, shard, launcher, shards)
+
+
+def _register_studies() -> None:
+    """A command per registered study; a plug-in that cannot be imported is reported by every command."""
+    from neuronimp.studies import STUDIES, load_plugins
+
+    global _PLUGIN_ERROR
+    try:
+        load_plugins()
+    except UsageError as exc:
+        _PLUGIN_ERROR = str(exc)
+    for name in STUDIES.names():
+        _study_command(name, STUDIES.describe(name))
+
+
+_PLUGIN_ERROR: str | None = None
+_register_studies()
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

@@ -2,62 +2,126 @@
 
 Precedence: built-in defaults < the YAML file < `--set a.b=c` overrides. Every validation failure becomes a
 one-line `UsageError` naming the file, the key, and the allowed values (with the closest match).
+
+The config is assembled from its sections: model, data and attribution here, `train` from training.py,
+`runner` from runner/settings.py, and one section per registered study, declared by the study itself
+(`Study.section`), so a plug-in study brings its own keys.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
 from neuronimp.errors import UsageError, closest
-from neuronimp.config_sections import (  # noqa: F401  (re-exported: import sections from here)
-    ALL_METHODS,
-    PATH_METHODS,
-    Strict,
-    ModelCfg,
-    DataCfg,
-    AttributionCfg,
-    TrainCfg,
-    AblateCfg,
-    DeleteNetCfg,
-    DeleteCfg,
-    SelectCfg,
-    SentimentCfg,
-    SlurmCfg,
-    RunnerCfg,
-)
+from neuronimp.methods.params import MethodParams
+from neuronimp.runner.settings import RunnerCfg, SlurmCfg  # noqa: F401 (re-exported)
+from neuronimp.schema import Strict
+from neuronimp.training import TrainCfg
+
+DEFAULT_METHODS = ("activation", "grad_x_act", "internal_influence", "conductance")
 
 
-class Config(Strict):
-    """A whole experiment."""
+class ModelCfg(Strict):
+    """Which network, with which weights."""
+
+    name: str = "digits_cnn"
+    weights: str = "none"  # none | imagenet | path to a local checkpoint (state dict, weights_only=True)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataCfg(Strict):
+    """Which inputs: a registered dataset, its options, which split and how many items."""
+
+    name: str = "digits"
+    split: Literal["train", "test", "dev"] = "test"
+    limit: int | None = Field(default=None, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AttributionCfg(Strict):
+    """How importance is computed (the engine)."""
+
+    n_steps: int = Field(default=50, ge=1, le=100_000)
+    rule: Literal["riemann_left", "trapezoid", "gauss_legendre"] = "trapezoid"
+    step_chunk: int = Field(default=16, ge=1)  # interpolation points per forward/backward pass
+    baseline: str = "zero"  # zero | mean | blur | path to a tensor file (.pt)
+    blur_sigma: float = Field(default=5.0, gt=0)
+    target: Literal["predicted", "label"] | int = "predicted"
+    delta_tolerance: float = Field(default=0.05, ge=0)  # relative to |F(x) - F(x')|
+    lrp_epsilon: float = Field(default=1e-6, gt=0)
+    lrp_gamma: float = Field(default=0.25, ge=0)
+    random_seed: int = 0
+
+    def params(self) -> MethodParams:
+        """The methods' parameters (a plain dataclass: methods never see the config)."""
+        return MethodParams(self.n_steps, self.rule, self.step_chunk, self.delta_tolerance, self.lrp_epsilon,
+                            self.lrp_gamma, self.random_seed)
+
+
+class ConfigBase(Strict):
+    """The sections every experiment has; `config_class()` adds one per registered study."""
 
     name: str = "experiment"
     seed: int = 0
     model: ModelCfg = Field(default_factory=ModelCfg)
     data: DataCfg = Field(default_factory=DataCfg)
     layers: list[str] = Field(default_factory=list)  # empty: the model's default layer
-    methods: list[str] = Field(default_factory=lambda: list(PATH_METHODS))
+    methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
     attribution: AttributionCfg = Field(default_factory=AttributionCfg)
     train: TrainCfg = Field(default_factory=TrainCfg)
-    ablate: AblateCfg = Field(default_factory=AblateCfg)
-    delete: DeleteCfg = Field(default_factory=DeleteCfg)
-    select: SelectCfg = Field(default_factory=SelectCfg)
-    sentiment: SentimentCfg = Field(default_factory=SentimentCfg)
     runner: RunnerCfg = Field(default_factory=RunnerCfg)
 
     @field_validator("methods")
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
+        from neuronimp.methods import METHODS
+
+        names = METHODS.names()
         for m in v:
-            if m not in ALL_METHODS:
-                hint = closest(m, ALL_METHODS)
-                raise ValueError(
-                    f"unknown method {m!r}; allowed: {', '.join(ALL_METHODS)}"
-                    + (f" (did you mean {hint!r}?)" if hint else "")
-                )
+            if m not in METHODS:
+                hint = closest(m, names)
+                raise ValueError(f"unknown method {m!r}; allowed: {', '.join(names)}"
+                                 + (f" (did you mean {hint!r}?)" if hint else ""))
         return v
+
+
+_CLASSES: dict[tuple[Any, ...], type[ConfigBase]] = {}
+
+
+def study_sections() -> dict[str, type[BaseModel]]:
+    """Config key -> section model of every registered study that declares one."""
+    from neuronimp.studies import STUDIES
+
+    out: dict[str, type[BaseModel]] = {}
+    for name in STUDIES.names():
+        st = STUDIES.get(name)
+        if st.section is not None:
+            out[st.section_key or st.name] = st.section
+    return out
+
+
+def config_class() -> type[ConfigBase]:
+    """The experiment config model: the common sections plus each registered study's own section."""
+    sections = study_sections()
+    key = tuple(sorted((k, id(v)) for k, v in sections.items()))
+    if key not in _CLASSES:
+        fields: dict[str, Any] = {k: (v, Field(default_factory=v)) for k, v in sections.items()}
+        _CLASSES[key] = create_model("Config", __base__=ConfigBase, **fields)
+    return _CLASSES[key]
+
+
+Config = config_class()  # the built-in studies' config (plug-ins registered later: call config_class())
+
+
+def __getattr__(name: str) -> Any:
+    """Section models by their class name (e.g. AblateCfg), for code that imported them from here."""
+    for section in study_sections().values():
+        if section.__name__ == name:
+            return section
+    raise AttributeError(name)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -79,7 +143,7 @@ def _describe(err: dict[str, Any], source: str) -> str:
     loc = tuple(err["loc"])
     key = _loc(loc)
     if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(Config, loc)
+        allowed = _allowed_keys(config_class(), loc)
         hint = closest(str(loc[-1]), allowed)
         msg = f"{source}: unknown key {key!r}; allowed here: {', '.join(allowed)}"
         return msg + (f" (did you mean {hint!r}?)" if hint else "")
@@ -137,17 +201,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return tree
 
 
-def build_config(tree: dict[str, Any], source: str = "<config>") -> Config:
+def build_config(tree: dict[str, Any], source: str = "<config>") -> Any:
     """Validate a raw mapping into a Config, turning the first error into a one-line UsageError."""
     try:
-        return Config.model_validate(tree)
+        return config_class().model_validate(tree)
     except ValidationError as exc:
         errs = exc.errors()
         extra = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
         raise UsageError(_describe(errs[0], source) + extra) from None
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Any:
     """Defaults < YAML file < --set overrides; validated, names checked against the registries."""
     tree = read_yaml(path) if path is not None else {}
     source = str(path) if path is not None else "<defaults>"
@@ -158,7 +222,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return cfg
 
 
-def check_names(cfg: Config, source: str) -> None:
+def check_names(cfg: ConfigBase, source: str) -> None:
     """Check names that live in registries (model, dataset) and the baseline file."""
     from neuronimp.data import DATASETS
     from neuronimp.models import MODELS
@@ -176,6 +240,6 @@ def check_names(cfg: Config, source: str) -> None:
         )
 
 
-def dump_config(cfg: Config) -> str:
+def dump_config(cfg: ConfigBase) -> str:
     """The resolved config as YAML (written beside every result)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -7,14 +7,31 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
+from pydantic import Field
 from torch.utils.data import DataLoader, Dataset
 
-from neuronimp.config import TrainCfg
 from neuronimp.runner.progress import progress
+from neuronimp.schema import Strict
+
+
+class TrainCfg(Strict):
+    """Training hyper-parameters (`neuronimp train`)."""
+
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    optimizer: Literal["adam", "sgd", "adadelta"] = "adam"
+    lr: float = Field(default=1e-3, gt=0)
+    momentum: float = Field(default=0.9, ge=0, le=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    adadelta_rho: float = Field(default=0.95, gt=0, lt=1)
+    max_norm: float | None = Field(default=None, gt=0)
+    fit_target: float | None = Field(default=None, gt=0, le=1)  # stop once train accuracy reaches this
+    select_on_dev: bool = False  # report test accuracy at the best dev epoch (Kim 2014)
+    checkpoint: str = "results/checkpoints/model.pt"
 
 
 @dataclass

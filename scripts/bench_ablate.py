@@ -24,7 +24,7 @@ from neuronimp.config import AblateCfg
 from neuronimp.hooks import replace_output
 from neuronimp.models import create_model, resolve_layer
 from neuronimp.probe import Probe
-from neuronimp.studies.ablate import ImageBatch, ablation_rows, rank_units
+from neuronimp.studies.flips import ImageBatch, ablation_rows, rank_units
 
 
 def naive(model: torch.nn.Module, layer: str, x: torch.Tensor, order: torch.Tensor, pred: torch.Tensor,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from neuronimp.commands.common import baseline_for
-from neuronimp.commands.filters import filter_bank, token_ids
+from neuronimp.studies.inputs import baseline_for
+from neuronimp.studies.filters import filter_bank, token_ids
 from neuronimp.errors import UsageError
 from neuronimp.runner.context import Context
 from neuronimp.runner.io import write_table, write_text
@@ -40,8 +40,8 @@ def run(ctx: Context, unit: int, index: int) -> Path:
     x = ctx.to_input(ids)                                                     # 1 x C x L x D
     base = baseline_for(ctx, x)
     with ctx.autocast():
-        flow = filter_flow(ctx.bundle.model, bank, x, base, sc.target, cfg.attribution)
-        tok = token_conductance(ctx.bundle.model, bank, unit, x, base, sc.target, cfg.attribution)[0].double()
+        flow = filter_flow(ctx.bundle.model, bank, x, base, sc.target, ctx.params)
+        tok = token_conductance(ctx.bundle.model, bank, unit, x, base, sc.target, ctx.params)[0].double()
     lo, hi = span(ids[0])
     padded = decode(ids[0], ctx.data.vocab)
     tokens, scores = padded[lo:hi], tok[lo:hi].tolist()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from neuronimp.commands.common import baseline_for, targets
+from neuronimp.studies.inputs import baseline_for, targets
 from neuronimp.errors import UsageError
 from neuronimp.methods.grid import make_grid
 from neuronimp.methods.neuron import neuron_conductance

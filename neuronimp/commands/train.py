@@ -7,24 +7,13 @@ metrics JSON: {"history": [{epoch, train_acc, train_loss, test_acc, test_loss, d
 """
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-import torch
-
 from neuronimp.runner.context import Context
-from neuronimp.runner.io import atomic_path, write_text
+from neuronimp.runner.io import write_text
 from neuronimp.runner.progress import print_table
 from neuronimp.training import checkpoint_state, fit
-
-
-def save_checkpoint(state: dict, path: Path) -> None:
-    """Save a tensors-only checkpoint atomically."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
 
 
 def run(ctx: Context) -> Path:
@@ -37,7 +26,7 @@ def run(ctx: Context) -> Path:
               device=ctx.device, dtype=ctx.dtype, seed=cfg.seed, show=cfg.runner.progress,
               desc=f"train {cfg.model.name}")
     ckpt = Path(cfg.train.checkpoint)
-    save_checkpoint(checkpoint_state(ctx.bundle), ckpt)
+    ctx.save_checkpoint(checkpoint_state(ctx.bundle), ckpt)
     record = ctx.meta({"command": "train", "history": res.history, "final": res.final,
                        "best_epoch": res.best_epoch, "reached_fit_target": res.reached_fit_target})
     metrics = ckpt.with_suffix(".metrics.json")

@@ -35,28 +35,27 @@ def ablation_value(kind: str, a: torch.Tensor, mean: torch.Tensor | None, a_base
     raise ValueError(f"unknown ablation {kind!r}; allowed: {', '.join(ABLATIONS)}")
 
 
-def single_unit_drop(
-    probe: Probe, x: torch.Tensor, target: torch.Tensor, value: torch.Tensor, unit_chunk: int = 64,
-    a: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Drop of the target logit when each unit alone is ablated: F(x) - F(x with a_u := v_u), [B, U].
+def single_unit_drop(probe: Probe, x: torch.Tensor, target: torch.Tensor, value: torch.Tensor,
+                     a: torch.Tensor | None = None, max_rows: int = 512) -> torch.Tensor:
+    """F_t(a) - F_t(a with unit u alone set to its ablation value) for every input and unit, [B, U].
 
-    `a` is the layer's activation prefix(x) when the caller already has it (saves a prefix pass).
+    value: [1 or B, U, *s]; `a` is the layer's activation prefix(x) when the caller already has it. The B x U
+    ablated activations run through the suffix only, `max_rows` at a time.
     """
     with frozen(probe.model), torch.no_grad():
         a = probe.prefix(x) if a is None else a  # [B, U, *s]
         B, U = a.shape[:2]  # noqa: N806
-        f0 = probe.suffix(a, x).gather(1, target.unsqueeze(1)).squeeze(1)
-        value = value.expand_as(a)
-        out = torch.empty(B, U, dtype=a.dtype, device=a.device)
-        for u0 in range(0, U, unit_chunk):
-            units = torch.arange(u0, min(U, u0 + unit_chunk), device=a.device)
-            c = len(units)
-            mask = torch.zeros(c, B, U, dtype=a.dtype, device=a.device)
-            mask[torch.arange(c), :, units] = 1
-            big = apply_mask(a.repeat(c, *([1] * (a.dim() - 1))), mask.view(c * B, U),
-                             value.repeat(c, *([1] * (a.dim() - 1))))
-            xs = x.repeat(c, *([1] * (x.dim() - 1))) if probe.mode == "hook" else None
-            f = probe.suffix(big, xs).gather(1, target.repeat(c).unsqueeze(1)).view(c, B)
-            out[:, u0 : u0 + c] = (f0.unsqueeze(0) - f).T
-    return out
+        f0 = probe.suffix(a, x).gather(1, target.unsqueeze(1)).squeeze(1)  # [B]
+        value = value.to(a)
+        per_image = value.shape[0] > 1 and value.stride(0) != 0  # an expanded batch-1 value stays broadcast
+        b_all = torch.arange(B, device=a.device).repeat_interleave(U)
+        u_all = torch.arange(U, device=a.device).repeat(B)
+        out = torch.empty(B * U, dtype=f0.dtype, device=f0.device)
+        for r0 in range(0, B * U, max_rows):
+            b, u = b_all[r0 : r0 + max_rows], u_all[r0 : r0 + max_rows]
+            m = torch.nn.functional.one_hot(u, U).bool().view(len(b), U, *([1] * (a.dim() - 2)))
+            v = value[b] if per_image else value[:1]
+            xs = x[b] if probe.mode == "hook" else None
+            f = probe.suffix(torch.where(m, v, a[b]), xs)
+            out[r0 : r0 + len(b)] = f0[b] - f.gather(1, target[b].unsqueeze(1)).squeeze(1)
+    return out.view(B, U)

@@ -1,63 +1,82 @@
-"""The importance engine: every method for many layers, with the path methods from one sweep."""
+"""The importance engine: every registered method for many layers, the path methods from one sweep.
+
+`compute_scores` dispatches through the registry (`methods.spec.METHODS`); nothing here knows a method by name
+except that the path methods share one sweep. Every method with a completeness or conservation property
+returns its per-input delta, kept in `Scores.deltas[(layer, method)]`.
+"""
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass, field
 
+import pandas as pd
 import torch
 from torch import nn
 
-from neuronimp.config import AttributionCfg
-from neuronimp.errors import UsageError
-from neuronimp.methods.ablation import ablation_value, single_unit_drop
+from neuronimp.methods import catalog  # noqa: F401 - registers the built-in methods
 from neuronimp.methods.grid import make_grid, suggest_steps
-from neuronimp.methods.layer_ig import layer_ig
-from neuronimp.methods.path import PATH_METHODS, PathResult, path_sweep, sweep_probe
-from neuronimp.methods.propagation import deeplift, lrp
-from neuronimp.methods.selectivity import LayerStats, selectivity_index
+from neuronimp.methods.params import MethodParams
+from neuronimp.methods.path import path_sweep, sweep_probe
+from neuronimp.methods.selectivity import LayerStats
+from neuronimp.methods.spec import METHODS, MethodCall, spec
 from neuronimp.probe import Probe
-from neuronimp.registry import Registry
-
-METHODS: Registry = Registry("method")
-for _name, _help in {
-    "activation": "sum over positions of the unit's activation y(x)",
-    "grad_x_act": "sum over positions of y(x) * dF/dy(x)",
-    "internal_influence": "path-integrated gradient dF/dy along x' -> x (Leino et al. 2018)",
-    "conductance": "total conductance = neuron integrated gradients (Dhamdhere et al. 2018, Shrikumar et al. 2018)",
-    "layer_ig": "integrated gradients on a straight line in the layer's own space",
-    "deeplift": "DeepLIFT rescale contributions at the layer (Captum LayerDeepLift)",
-    "lrp_epsilon": "LRP epsilon-rule relevance at the layer (Captum LayerLRP)",
-    "lrp_gamma": "LRP gamma-rule relevance at the layer (Captum LayerLRP)",
-    "lrp_zplus": "LRP z+ rule = deep Taylor decomposition (Captum Alpha1_Beta0_Rule)",
-    "ablation_zero": "drop of the target logit when the unit alone is set to zero",
-    "ablation_mean": "drop of the target logit when the unit alone is set to its dataset mean",
-    "ablation_baseline": "drop of the target logit when the unit alone is set to its value at the baseline",
-    "selectivity": "class selectivity index (Morcos et al. 2018), the same for every input",
-    "random": "uniform random scores, seeded per input (a control)",
-}.items():
-    METHODS.register(_name, help=_help)(lambda: None)
 
 
-Scores = PathResult  # the engine's result: path-method fields plus every other method's scores
+@dataclass
+class Scores:
+    """Scores per (layer, method) [B, U]; per-input deltas per (layer, method) [B]; F(x), F(x') [B]."""
+
+    scores: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+    deltas: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+    f_input: torch.Tensor | None = None
+    f_baseline: torch.Tensor | None = None
+
+    def delta(self, layer: str, method: str) -> torch.Tensor | None:
+        """The per-input delta of (layer, method), or None when the method has none."""
+        return self.deltas.get((layer, method))
+
+    def relative_delta(self, layer: str, method: str) -> torch.Tensor | None:
+        """|delta| / |reference| per input: F(x) - F(x') for "difference" methods, F(x) for "output" ones."""
+        d = self.delta(layer, method)
+        if d is None or self.f_input is None:
+            return None
+        ref = self.f_input if spec(method).delta == "output" else self.f_input - self.f_baseline
+        return d.abs() / ref.abs().clamp(min=1e-12).to(d)
+
+    def to_frame(self, ids: torch.Tensor | None = None) -> pd.DataFrame:
+        """A tidy table: input, layer, unit, method, score, delta (the method's per-input delta, else NaN)."""
+        rows = []
+        for (layer, m), sc in self.scores.items():
+            sc = sc.detach().double().cpu()
+            d = self.deltas.get((layer, m))
+            d = d.detach().double().cpu() if d is not None else None
+            for b in range(sc.shape[0]):
+                i = int(ids[b]) if ids is not None else b
+                for u in range(sc.shape[1]):
+                    rows.append((i, layer, u, m, float(sc[b, u]), float(d[b]) if d is not None else float("nan")))
+        return pd.DataFrame(rows, columns=["input", "layer", "unit", "method", "score", "delta"])
 
 
-def random_scores(ids: torch.Tensor, units: int, seed: int) -> torch.Tensor:
-    """Uniform scores [B, U], reproducible per input id (so shards agree with a single run)."""
-    rows = [torch.rand(units, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(i))) for i in ids]
-    return torch.stack(rows)
-
-
-def check_delta(scores: Scores, cfg: AttributionCfg, layer: str) -> str | None:
-    """A warning text when |delta| exceeds tolerance * |F(x) - F(x')| for some input, else None."""
-    if layer not in scores.deltas or scores.f_input is None:
+def check_delta(scores: Scores, params: MethodParams, layer: str, method: str) -> str | None:
+    """A one-line warning when |delta| exceeds the tolerance for some input (relative), else None."""
+    rel = scores.relative_delta(layer, method)
+    if rel is None or not len(rel):
         return None
-    gap = (scores.f_input - scores.f_baseline).abs().clamp(min=1e-12)
-    rel = scores.deltas[layer].abs() / gap
     worst = float(rel.max())
-    if worst <= cfg.delta_tolerance:
+    if worst <= params.delta_tolerance:
         return None
-    n = suggest_steps(cfg.rule, cfg.n_steps, worst, cfg.delta_tolerance)
-    return (f"conductance at {layer}: completeness delta up to {worst:.1%} of F(x)-F(x') exceeds the tolerance "
-            f"{cfg.delta_tolerance:.1%}; try attribution.n_steps={n} (now {cfg.n_steps})")
+    what = "completeness" if spec(method).delta == "difference" else "conservation"
+    ref = "F(x)-F(x')" if spec(method).delta == "difference" else "F(x)"
+    hint = ""
+    if method in ("conductance", "layer_ig"):
+        n = suggest_steps(params.rule, params.n_steps, worst, params.delta_tolerance)
+        hint = f"; try attribution.n_steps={n} (now {params.n_steps})"
+    return (f"{method} at {layer}: {what} delta up to {worst:.1%} of {ref} exceeds the tolerance "
+            f"{params.delta_tolerance:.1%}{hint}")
+
+
+def delta_warnings(scores: Scores, params: MethodParams) -> list[str]:
+    """Every (layer, method) whose delta exceeds the tolerance, as one-line messages."""
+    return [m for (layer, method) in scores.deltas if (m := check_delta(scores, params, layer, method))]
 
 
 def compute_scores(
@@ -67,81 +86,57 @@ def compute_scores(
     target: torch.Tensor,
     layers: list[str],
     methods: list[str],
-    cfg: AttributionCfg,
+    params: MethodParams,
     *,
     ids: torch.Tensor | None = None,
     stats: dict[str, LayerStats] | None = None,
     probes: dict[str, Probe] | None = None,
-    warn: bool = True,
 ) -> Scores:
-    """Scores of every (layer, method) for the batch x [B, ...] against `target` [B]."""
-    for m in methods:
-        METHODS.canonical(m, where="methods")
-    grid = make_grid(cfg.rule, cfg.n_steps)
+    """Scores of every (layer, method) for the batch x [B, ...] against `target` [B] (module docstring)."""
+    specs = [spec(m) for m in methods]
+    grid = make_grid(params.rule, params.n_steps)
     out = Scores()
-    path = [m for m in methods if m in PATH_METHODS]
     probes = probes if probes is not None else {}
+    shared: dict[str, torch.Tensor] = {}
+    path = [s.name for s in specs if s.path]
     if path:
         fast = sweep_probe(model, layers, x[:1], probes)
-        res = path_sweep(model, x, baseline, target, layers, path, grid, cfg.step_chunk, probe=fast)
+        res = path_sweep(model, x, baseline, target, layers, path, grid, params.step_chunk, probe=fast)
         out.scores.update(res.scores)
-        out.deltas.update(res.deltas)
-        out.f_input, out.f_baseline = res.f_input, res.f_baseline
+        out.deltas.update({(layer, "conductance"): d for layer, d in res.deltas.items()})
+        if res.f_input is not None and res.f_baseline is not None:
+            shared.update(f_input=res.f_input, f_baseline=res.f_baseline)
     ids = ids if ids is not None else torch.arange(x.shape[0])
     for layer in layers:
-        for m in methods:
-            if m in PATH_METHODS:
+        call = MethodCall(model, layer, x, baseline, target, params, grid, ids,
+                          (stats or {}).get(layer), probes, shared)
+        for s in specs:
+            if s.path:
                 continue
-            if m in ("layer_ig",) or m.startswith("ablation_"):
-                if layer not in probes:
-                    probes[layer] = Probe(model, layer, x[:1])
-                probe = probes[layer]
-            if m == "layer_ig":
-                s = layer_ig(probe, x, baseline, target, grid, cfg.step_chunk)
-            elif m == "deeplift":
-                s = deeplift(model, layer, x, baseline, target)
-            elif m.startswith("lrp_"):
-                s = lrp(model, layer, x, target, m, cfg.lrp_epsilon, cfg.lrp_gamma)
-            elif m.startswith("ablation_"):
-                kind = m.removeprefix("ablation_")
-                with torch.no_grad():
-                    a = probe.prefix(x)
-                    a0 = probe.prefix(baseline.expand_as(x)) if kind == "baseline" else None
-                mean = stats[layer].mean if (stats and layer in stats) else None
-                if kind == "mean" and mean is None:
-                    raise UsageError("method ablation_mean needs dataset statistics of the layer")
-                s = single_unit_drop(probe, x, target, ablation_value(kind, a, mean, a0), a=a)
-            elif m == "selectivity":
-                if not stats or layer not in stats:
-                    raise UsageError("method selectivity needs class-conditional statistics of the layer")
-                s = selectivity_index(stats[layer].class_means).to(x).unsqueeze(0).expand(x.shape[0], -1)
-            elif m == "random":
-                units = _units(model, layer, x[:1])
-                s = random_scores(ids, units, cfg.random_seed).to(x)
-            else:  # pragma: no cover - guarded by the registry
-                raise UsageError(f"method {m!r} has no implementation")
-            out.scores[(layer, m)] = s.detach()
-    if warn:
-        for layer in layers:
-            msg = check_delta(out, cfg, layer)
-            if msg:
-                warnings.warn(msg, stacklevel=2)
+            result = s(call)
+            scores, delta = result if isinstance(result, tuple) else (result, None)
+            out.scores[(layer, s.name)] = scores.detach()
+            if delta is not None:
+                out.deltas[(layer, s.name)] = delta.detach()
+    if out.deltas or "f_input" in shared:
+        out.f_input, out.f_baseline = call_outputs(model, x, baseline, target, shared)
     return out
 
 
-def _units(model: nn.Module, layer: str, x1: torch.Tensor) -> int:
-    from neuronimp.hooks import capture
-
-    with capture(model, [layer]) as out, torch.no_grad():
-        model(x1)
-    return out[layer].shape[1]
-
-
-def _check_registry() -> None:
-    from neuronimp.config import ALL_METHODS
-
-    if set(METHODS.names()) != set(ALL_METHODS):  # the config's list and the engine must agree
-        raise RuntimeError(f"method lists differ: {set(METHODS.names()) ^ set(ALL_METHODS)}")
+def call_outputs(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor,
+                 shared: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(F(x), F(x')) of the target, reusing the sweep's or a method's when already computed."""
+    if "f_input" not in shared:
+        t = target.unsqueeze(1)
+        with torch.no_grad():
+            shared["f_input"] = model(x).gather(1, t).squeeze(1)
+            shared["f_baseline"] = model(baseline.expand_as(x)).gather(1, t).squeeze(1)
+    return shared["f_input"], shared["f_baseline"]
 
 
-_check_registry()
+def needs_stats(methods: list[str]) -> bool:
+    """Whether any of `methods` reads dataset statistics of the layer."""
+    return any(spec(m).needs_stats for m in methods)
+
+
+__all__ = ["METHODS", "Scores", "compute_scores", "check_delta", "delta_warnings", "needs_stats"]

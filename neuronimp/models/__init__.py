@@ -19,7 +19,17 @@ from neuronimp.models.user import user_model
 from neuronimp.models.weights import load_weights
 
 __all__ = ["MODELS", "LayerInfo", "ModelBundle", "canonicalise", "checkpoint_module", "create_model",
-           "list_layers", "load_weights", "resolve_layer"]
+           "list_layers", "load_weights", "model_options", "resolve_layer"]
+
+
+def model_options(data: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """A model's options completed from text data: `vocab` (sizes the embedding) and `max_len` (the padded
+    sentence length); options given explicitly win. Image data (vocab None) leaves them unchanged."""
+    opts = dict(options)
+    if data is not None and getattr(data, "vocab", None) is not None:
+        opts.setdefault("vocab", data.vocab)
+        opts.setdefault("max_len", int(data.input_shape[0]))
+    return opts
 
 
 def _check_options(name: str, factory: Any, options: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from neuronimp.studies import select_summary
+from neuronimp.studies.tabulate import markdown  # noqa: F401 (re-exported)
 from neuronimp.studies.delete_summary import curve_auc
 
 # Dhamdhere et al. 2018, sec. 5: GoogLeNet mixed4d, 100 ImageNet images, units zeroed in order of importance
@@ -128,16 +129,3 @@ def scores_summary(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def markdown(df: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub markdown table (floats to `digits` significant digits, NaN blank)."""
-    if df.empty:
-        return "(no rows)\n"
-
-    def fmt(v: object) -> str:
-        if isinstance(v, (float, np.floating)):
-            return "" if np.isnan(v) else f"{v:.{digits}g}"
-        return str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"

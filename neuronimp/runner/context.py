@@ -5,10 +5,10 @@ Built once per command from a validated Config; studies receive tensors from it,
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import io
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from neuronimp.config import Config, dump_config
 from neuronimp.data import DataBundle, labels_of, load_data, take
+from neuronimp.digest import file_digest
 from neuronimp.errors import UsageError
-from neuronimp.models import ModelBundle, create_model, resolve_layer
+from neuronimp.methods.params import MethodParams
+from neuronimp.models import ModelBundle, create_model, model_options, resolve_layer
 from neuronimp.runner.guard import check_finite
-from neuronimp.runner.io import metadata_record, write_meta
+from neuronimp.runner.io import atomic_path, metadata_record, write_meta, write_text
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -49,6 +51,18 @@ class Context:
     device: torch.device
     dtype: torch.dtype
     out: Path
+    verbose: bool = True  # print summaries (the CLI); the Python API runs quietly
+    notes: set[str] = field(default_factory=set)  # one-line warnings, emitted once at the end of a run
+
+    @property
+    def params(self) -> MethodParams:
+        """The methods' parameters (`attribution:` of the config)."""
+        return self.cfg.attribution.params()
+
+    def warn_once(self, message: str | None) -> None:
+        """Keep a one-line warning for the end of the run (each distinct message once)."""
+        if message:
+            self.notes.add(message)
 
     @property
     def layers(self) -> list[str]:
@@ -100,19 +114,6 @@ class Context:
             yield batch_ids, self.to_input(x, embed), y.to(self.device)
             start += n
 
-    @cached_property
-    def weights_digest(self) -> str:
-        """What the weights are, for resume keys: the sha256 of a checkpoint file's bytes (a retrained checkpoint
-        at the same path must not reuse part files computed with the old one), else the weights setting."""
-        path = Path(self.cfg.model.weights)
-        if self.cfg.model.weights in ("none", "imagenet") or not path.is_file():
-            return self.cfg.model.weights
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return "sha256:" + h.hexdigest()
-
     def labels(self, ds: Dataset) -> torch.Tensor:
         """All labels of a dataset, [N]."""
         return labels_of(ds)
@@ -131,19 +132,31 @@ class Context:
 
         return metadata_record(yaml.safe_load(dump_config(self.cfg)), str(self.device), extra)
 
+    def write_json(self, path: Path, record: dict[str, Any]) -> None:
+        """Write a JSON record atomically (e.g. a cached network's training metrics)."""
+        write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+
+    def save_checkpoint(self, state: dict[str, Any], path: Path) -> None:
+        """Save a tensors-only checkpoint atomically."""
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buf.getvalue())
+
     def write_meta(self, table: Path, extra: dict[str, Any] | None = None) -> None:
         """Write `<table>.meta.json`."""
         write_meta(table, self.meta(extra))
 
 
-def model_options(data: DataBundle | None, options: dict[str, Any]) -> dict[str, Any]:
-    """A model's options completed from text data: `vocab` (sizes the embedding) and `max_len` (the padded
-    sentence length); options given explicitly win. Image data (vocab None) leaves them unchanged."""
-    opts = dict(options)
-    if data is not None and data.vocab is not None:
-        opts.setdefault("vocab", data.vocab)
-        opts.setdefault("max_len", int(data.input_shape[0]))
-    return opts
+def file_digests(cfg: Config) -> dict[str, str]:
+    """SHA-256 of every file a config reads as a value (the checkpoint, a baseline tensor): what resume keys
+    and done markers need so that a file replaced at the same path never reuses results made with the old."""
+    out = {}
+    for key, value in (("model.weights", cfg.model.weights), ("attribution.baseline", cfg.attribution.baseline)):
+        path = Path(str(value)).expanduser()
+        if value not in ("none", "imagenet", "zero", "mean", "blur") and path.is_file():
+            out[key] = "sha256:" + file_digest(path)
+    return out
 
 
 def build_context(cfg: Config, *, weights: str | None = None, need_data: bool = True) -> Context:

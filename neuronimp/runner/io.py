@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 
 from neuronimp.errors import UsageError
+from neuronimp.studies.tabulate import FLOAT_FORMAT
 
 TMP_SUFFIX = ".tmp"
-FLOAT_FORMAT = "%.9g"  # 9 significant digits: a float32 round-trips exactly
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 PACKAGES = ("neuronimp", "torch", "torchvision", "timm", "captum", "numpy", "pandas", "scikit-learn", "pydantic")

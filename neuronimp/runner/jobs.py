@@ -1,11 +1,10 @@
-"""A shard job: one shard of one command, run here as a subprocess or on a cluster as a submitit callable.
+"""A shard job: one shard of one study, run here as a subprocess or on a cluster as a submitit callable.
 
-A job that finishes leaves a done-marker `parts/<command><tag>.done.json` naming the config it ran and the
-tables it wrote, so a re-launch skips it while those tables are still there.
+A job that finishes leaves a done-marker `parts/<command><tag>.done.json` naming the run key it ran (the driver's `run_key`:
+config and every input file's SHA-256) and the tables it wrote, so a re-launch skips it while those tables are still there.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import platform
 import sys
@@ -14,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neuronimp.runner.driver import run_key
 from neuronimp.runner.io import write_text
 from neuronimp.runner.merge import SHARD_FILE
-from neuronimp.runner.shards import Shard, fingerprint, resume_key
+from neuronimp.runner.shards import Shard
 
 JOB_OVERRIDES = ("runner.progress=false",)  # a job's bar would only clutter its log; the launcher shows one
 
@@ -24,11 +24,6 @@ JOB_OVERRIDES = ("runner.progress=false",)  # a job's bar would only clutter its
 def yaml_str(text: str) -> str:
     """`text` as a single-quoted YAML scalar, safe for --set whatever it holds."""
     return "'" + text.replace("'", "''") + "'"
-
-
-def config_key(cfg: Any) -> str:
-    """The fingerprint of the parts of a config that can change rows."""
-    return fingerprint(resume_key(cfg.model_dump(mode="json")))
 
 
 def table_files(out: Path, shard: Shard) -> dict[str, int]:
@@ -55,7 +50,7 @@ def mark_done(out: Path, command: str, shard: Shard, cfg: Any, before: dict[str,
     """Record that `shard` finished, with the tables it (re)wrote since the snapshot `before`."""
     after = table_files(out, shard)
     written = sorted(n for n, ino in after.items() if before.get(n) != ino)
-    record = {"command": command, "shard": str(shard), "key": config_key(cfg), "tables": written,
+    record = {"command": command, "shard": str(shard), "key": run_key(command, cfg), "tables": written,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": platform.node()}
     path = marker_path(out, command, shard)
     write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
@@ -69,7 +64,7 @@ def done_record(out: Path, command: str, shard: Shard, cfg: Any) -> dict[str, An
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if record.get("key") != config_key(cfg) or not all((out / t).is_file() for t in record.get("tables", [])):
+    if record.get("key") != run_key(command, cfg) or not all((out / t).is_file() for t in record.get("tables", [])):
         return None
     return record
 
@@ -102,12 +97,14 @@ class ShardJob:
         """Run the shard in this process and mark it done (the body of a Slurm array task)."""
         from neuronimp.config import load_config
         from neuronimp.runner.context import build_context
+        from neuronimp.runner.driver import run_study
+        from neuronimp.studies import load_plugins
 
+        load_plugins()
         cfg = load_config(self.config, list(self.overrides))
         out = Path(cfg.runner.out)
         before = table_files(out, self.shard)
-        module = importlib.import_module(f"neuronimp.commands.{self.command}")
-        module.run(build_context(cfg), self.shard)
+        run_study(self.command, build_context(cfg), self.shard)
         return str(mark_done(out, self.command, self.shard, cfg, before))
 
 

@@ -26,7 +26,7 @@ from neuronimp.runner.guard import check_writable
 from neuronimp.runner.jobs import ShardJob, done_record, make_jobs, mark_done, marker_tables, table_files
 from neuronimp.runner.merge import SHARD_FILE, check_complete, merge_table, rebuild_aggregates, table_groups
 from neuronimp.runner.progress import print_table, progress
-from neuronimp.runner.shards import parts_status
+from neuronimp.runner.parts import parts_status
 
 LAUNCHERS = ("local", "slurm")
 POLL_S = {"local": 0.25, "slurm": 5.0}

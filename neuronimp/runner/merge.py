@@ -5,7 +5,7 @@ shards 0..N-1 are all there exactly once, that they come from one config, and th
 image_id) appears in two shards; only then is `<name>.csv` written (atomically, with merged metadata). Rows
 follow shard order, then are stably sorted by the input id when the table has one, so a merged table lists
 inputs in the order an unsharded run visits them. Shard files are kept; merging again is harmless.
-Per-shard summaries (`*_summary`) and the other aggregate tables in `AGGREGATES` are not stacked: a stack
+Per-shard summaries (`*_summary`) and the other aggregate tables declared by the studies (`Study.aggregates`) are not stacked: a stack
 of per-shard aggregates is no aggregate of the whole. Those with a rebuild function are recomputed from the
 merged row tables (e.g. delete_auc_by_corruption from delete_auc); the others are named with the command
 that makes them for the whole run.
@@ -24,7 +24,11 @@ import pandas as pd
 
 from neuronimp.errors import UsageError, unknown
 from neuronimp.runner.io import read_table, write_meta, write_table
-from neuronimp.runner.shards import Shard, parts_status, resume_key
+from neuronimp.digest import file_digest
+from neuronimp.runner.driver import config_key
+from neuronimp.runner.parts import parts_status
+from neuronimp.runner.shards import Shard
+from neuronimp.studies.base import Rebuild
 
 SHARD_FILE = re.compile(r"^(?P<name>.+)\.shard-(?P<index>\d{4})-of-(?P<count>\d{4})\.(?P<ext>csv|parquet)$")
 ID_COLUMNS = ("input_id", "image_id")
@@ -33,40 +37,20 @@ ID_COLUMNS = ("input_id", "image_id")
 SUMMARY_SUFFIX = "_summary"
 
 
-@dataclass(frozen=True)
-class Rebuild:
-    """An aggregate table recomputed by `fn` from the merged table `source`."""
+def aggregates() -> dict[str, Rebuild | str]:
+    """Aggregate tables of every registered study -> how to rebuild them from a merged row table, or the
+    advice printed instead (each study declares its own: `Study.aggregates`)."""
+    from neuronimp.studies import STUDIES
 
-    source: str
-    fn: Callable[[pd.DataFrame], pd.DataFrame]
-
-
-def _auc_by_corruption(auc: pd.DataFrame) -> pd.DataFrame:
-    from neuronimp.studies.delete_summary import AUC_GROUP, by_corruption
-
-    return by_corruption(auc, AUC_GROUP)
-
-
-def _gap_correlation(auc: pd.DataFrame) -> pd.DataFrame:
-    from neuronimp.studies.delete_summary import AUC_GROUP, gap_correlation
-
-    return gap_correlation(auc, AUC_GROUP)
-
-
-_FILTERS = "run `neuronimp filters` without --shard: its sign and negation tables describe the whole split"
-# aggregate tables (over a shard's inputs or networks) -> how to rebuild them from a merged row table, or
-# the advice printed instead
-AGGREGATES: dict[str, Rebuild | str] = {
-    "delete_auc_by_corruption": Rebuild("delete_auc", _auc_by_corruption),
-    "delete_gap_correlation": Rebuild("delete_auc", _gap_correlation),
-    **{name: _FILTERS for name in ("filter_signs", "filter_sign_shares", "negation_pairs", "negation_changes",
-                                   "negation_filters", "negation_conductance")},
-}
+    out: dict[str, Rebuild | str] = {}
+    for name in STUDIES.names():
+        out.update(STUDIES.get(name).aggregates)
+    return out
 
 
 def is_aggregate(name: str) -> bool:
     """Whether the table `name` aggregates over a shard's items (never stacked)."""
-    return name.endswith(SUMMARY_SUFFIX) or name in AGGREGATES
+    return name.endswith(SUMMARY_SUFFIX) or name in aggregates()
 
 
 def _merged(folder: Path, name: str) -> Path | None:
@@ -151,15 +135,23 @@ def check_complete(name: str, files: list[ShardFile], folder: Path) -> None:
                          "launcher, then merge again")
 
 
+def check_intact(f: ShardFile, meta: dict[str, Any]) -> None:
+    """Refuse a shard table whose bytes differ from the SHA-256 its metadata recorded (truncated or altered)."""
+    want = meta.get("sha256")
+    if want is not None and file_digest(f.path) != want:
+        raise UsageError(f"{f.path} was truncated or altered (SHA-256 differs from {f.meta_path.name}); re-run "
+                         f"shard {f.shard} of that study, then merge again")
+
+
 def check_consistent(name: str, files: list[ShardFile], metas: list[dict[str, Any]],
                      frames: list[pd.DataFrame]) -> None:
     """Shards from one config, whose metadata agree with their names, with no input in two shards."""
-    ref = resume_key(metas[0].get("config"))
+    ref = config_key(metas[0].get("config"))
     for f, meta in zip(files, metas):
         if meta.get("shard") not in (None, str(f.shard)):
             raise UsageError(f"{f.path.name}: its metadata says shard {meta.get('shard')}, its name {f.shard}; "
                              "was it renamed?")
-        cfg = resume_key(meta.get("config"))
+        cfg = config_key(meta.get("config"))
         if cfg != ref:
             raise UsageError(f"{name}: shard {f.shard} was made with a different config than shard "
                              f"{files[0].shard} ({_first_difference(ref, cfg)} differs); re-run it")
@@ -182,6 +174,8 @@ def merge_table(name: str, files: list[ShardFile], folder: Path) -> tuple[Path, 
     """Check one complete set of shard files and write the merged table; returns (path, rows)."""
     check_complete(name, files, folder)
     metas = [_read_meta(f) for f in files]
+    for f, meta in zip(files, metas):
+        check_intact(f, meta)
     frames = [read_table(f.path) for f in files]
     check_consistent(name, files, metas, frames)
     kept = [df for df in frames if len(df)]
@@ -191,7 +185,8 @@ def merge_table(name: str, files: list[ShardFile], folder: Path) -> tuple[Path, 
         df = df.sort_values(id_col, kind="stable", ignore_index=True)
     fmt = "parquet" if files[0].path.suffix == ".parquet" else "csv"
     path = write_table(df, folder / name, fmt)
-    meta = {**metas[0], "shard": "merged", "merged_from": [f.path.name for f in files], "rows": len(df)}
+    meta = {**metas[0], "shard": "merged", "merged_from": [f.path.name for f in files], "rows": len(df),
+            "sha256": file_digest(path)}
     write_meta(path, meta)
     return path, len(df)
 
@@ -211,11 +206,12 @@ def rebuild_aggregates(folder: Path, count: int | None = None, say: Callable[[st
     Each rebuilt table gets the metadata of its source's merged table; tables that cannot be rebuilt here
     are named, with what to run instead.
     """
+    known = aggregates()
     names = sorted({f.name for f in shard_files(folder) if (count is None or f.shard.count == count)
-                    and f.name in AGGREGATES})
+                    and f.name in known})
     written = []
     for name in names:
-        how = AGGREGATES[name]
+        how = known[name]
         src = _merged(folder, how.source) if isinstance(how, Rebuild) else None
         if src is None:
             say(f"not merged: {name} aggregates over each shard's items; "
@@ -225,7 +221,8 @@ def rebuild_aggregates(folder: Path, count: int | None = None, say: Callable[[st
         path = write_table(df, folder / name, "parquet" if src.suffix == ".parquet" else "csv")
         meta_file = src.with_suffix(".meta.json")
         meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
-        write_meta(path, {**meta, "table": name, "rebuilt_from": src.name, "rows": len(df)})
+        write_meta(path, {**meta, "table": name, "rebuilt_from": src.name, "rows": len(df),
+                          "sha256": file_digest(path)})
         written.append(path)
     return written
 

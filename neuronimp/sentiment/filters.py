@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from neuronimp.config import AttributionCfg
+from neuronimp.methods.params import MethodParams
 from neuronimp.errors import UsageError
 from neuronimp.hooks import capture
 from neuronimp.methods import compute_scores
@@ -130,7 +130,7 @@ class Flow:
 
 
 def filter_flow(model: nn.Module, bank: FilterBank, x: torch.Tensor, baseline: torch.Tensor, target: str,
-                cfg: AttributionCfg) -> Flow:
+                cfg: MethodParams) -> Flow:
     """Total conductance of every filter to F for a batch of embedded sentences x [B, C, L, D]."""
     module, layer = head(model, target)
     t, pred = targets(model, x, target)
@@ -141,7 +141,7 @@ def filter_flow(model: nn.Module, bank: FilterBank, x: torch.Tensor, baseline: t
 
 
 def token_conductance(model: nn.Module, bank: FilterBank, unit: int, x: torch.Tensor, baseline: torch.Tensor,
-                      target: str, cfg: AttributionCfg) -> torch.Tensor:
+                      target: str, cfg: MethodParams) -> torch.Tensor:
     """Neuron conductance of each token through filter `unit` (Dhamdhere et al. eq. 2), [B, L].
 
     Summed over the embedding dimensions (and channels); padding tokens get exactly 0 (x = x' there).

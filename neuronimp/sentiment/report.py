@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from html import escape as esc
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 
-from neuronimp.commands.common import baseline_for
-from neuronimp.runner.context import Context
-from neuronimp.runner.io import write_text
-from neuronimp.runner.progress import print_table
+from neuronimp.studies.inputs import baseline_for
 from neuronimp.sentiment import heatmap
 from neuronimp.sentiment.filters import FilterBank, token_conductance
 from neuronimp.sentiment.negation import Pair
@@ -25,12 +22,12 @@ NEG_COLUMNS = ["filter", "window", "map", "category", "flip", "off", "on", "mean
                "top_ngrams_negated"]
 
 
-def highlight(ctx: Context, bank: FilterBank, unit: int, ids: torch.Tensor) -> list[tuple[list[str], list[float]]]:
+def highlight(ctx: Any, bank: FilterBank, unit: int, ids: torch.Tensor) -> list[tuple[list[str], list[float]]]:
     """(tokens, per-token conductance through `unit`) of each row of ids [B, L], padding trimmed."""
     x = ctx.to_input(ids)
     with ctx.autocast():
         tok = token_conductance(ctx.bundle.model, bank, unit, x, baseline_for(ctx, x), ctx.cfg.sentiment.target,
-                                ctx.cfg.attribution).double().cpu()
+                                ctx.params).double().cpu()
     out = []
     for b in range(ids.shape[0]):
         lo, hi = span(ids[b])
@@ -47,7 +44,7 @@ def _records(df: pd.DataFrame | Sequence[dict], columns: Sequence[str]) -> list[
     return [{c: r.get(c, "") for c in columns} for r in rows]
 
 
-def filters_page(ctx: Context, bank: FilterBank, frows: list[dict], shares: list[dict], df: pd.DataFrame,
+def filters_page(ctx: Any, bank: FilterBank, frows: list[dict], shares: list[dict], df: pd.DataFrame,
                  prow: list[dict], nsum: list[dict], changes: list[dict], pairs: list[Pair], neg_ids: torch.Tensor,
                  all_ids: torch.Tensor) -> str:
     """The HTML report of `neuronimp filters`."""
@@ -118,30 +115,24 @@ def _negation_note(prow: Sequence[dict], nsum: Sequence[dict]) -> str:
             f"{sum(1 for r in nsum if r['flip'])} filters flip at least once.</p>")
 
 
-def save(ctx: Context, path: Path, html: str, meta: dict) -> Path:
-    """Write an HTML file atomically with its .meta.json."""
-    write_text(path, html)
-    ctx.write_meta(path, meta)
-    return path
-
-
-def print_summary(ctx: Context, bank: FilterBank, shares: list[dict], prow: list[dict], nsum: list[dict],
-                  changes: list[dict], pairs: list[Pair], neg_ids: torch.Tensor, all_ids: torch.Tensor,
-                  html_path: Path) -> None:
-    """Shares, the filters that change most under negation, and one highlighted pair, on stdout."""
+def summary(ctx: Any, bank: FilterBank, shares: list[dict], prow: list[dict], nsum: list[dict],
+            changes: list[dict], pairs: list[Pair], neg_ids: torch.Tensor, all_ids: torch.Tensor,
+            html_name: str) -> list[tuple[str, pd.DataFrame | None]]:
+    """What the terminal shows: shares, the filters that change most under negation, one highlighted pair."""
     sc = ctx.cfg.sentiment
-    print_table(pd.DataFrame(shares), f"filter signs ({sc.target}, |c| < {sc.zero_tol} is zero, "
-                                      f"almost always = {sc.almost_always:.0%}):")
+    out: list[tuple[str, pd.DataFrame | None]] = [
+        (f"filter signs ({sc.target}, |c| < {sc.zero_tol} is zero, almost always = {sc.almost_always:.0%}):",
+         pd.DataFrame(shares))]
     if prow:
-        print(_negation_note(prow, nsum).removeprefix("<p>").removesuffix("</p>"))
+        out.append((_negation_note(prow, nsum).removeprefix("<p>").removesuffix("</p>"), None))
     if nsum:
-        print_table(pd.DataFrame(_records(nsum[: max(sc.report_filters, 1)], NEG_COLUMNS)),
-                    "filters that change sign under negation:")
+        out.append(("filters that change sign under negation:",
+                    pd.DataFrame(_records(nsum[: max(sc.report_filters, 1)], NEG_COLUMNS))))
         for u, pids in _examples(nsum, changes, 1, 1):
             for k in pids:
                 a, b = highlight(ctx, bank, u, torch.stack([all_ids[pairs[k].input_id], neg_ids[k]]))
                 scale = _scale([a, b])
-                print(f"\nfilter {u}, pair {k} (token conductance through the filter):")
-                print("  " + heatmap.terminal(*a, scale=scale))
-                print("  " + heatmap.terminal(*b, scale=scale))
-    print(f"\nreport: {html_path}")
+                out.append((f"\nfilter {u}, pair {k} (token conductance through the filter):\n  "
+                            + heatmap.terminal(*a, scale=scale) + "\n  " + heatmap.terminal(*b, scale=scale), None))
+    out.append((f"\nreport: {ctx.out / html_name}", None))
+    return out

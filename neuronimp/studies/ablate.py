@@ -1,260 +1,148 @@
-"""Study 1: ablate units in decreasing order of importance until the prediction flips.
+"""The `ablate` study (Study 1): ablate units in order of importance until the prediction flips.
 
-Dhamdhere et al. 2018 ("How Important Is a Neuron?", sec. 5): for each image, rank the units of one layer
-by a method's scores for the predicted class, replace the top-1, top-2, ... units by their ablation value
-and report the smallest k whose prediction differs (k_flip), up to K = min(max_k, units). Ablation values
-(recorded in every row): `zero`, `mean` (the unit's dataset mean per position) or `baseline` (the unit's
-activation at the baseline input x', the quantity conductance measures changes from).
-
-Ranking: scores in decreasing order, NaN last; ties go to the LOWER unit index first (stable sort), so the
-result does not depend on the sort implementation.
-
-An image whose prediction equals the prediction of the fully ablated activation (every unit replaced) is
-flagged `never_flips`: ablating everything does not change it, so a flip within K is not guaranteed
-(it can still happen at an intermediate k); the summary reports these images separately.
-
-Efficiency: the layer activation `a` is given (computed once per image by the caller); every ablated
-variant runs only the probe's suffix, built as one `torch.where(mask, value, a)` per call. For each
-ablation value in turn, the k values of all (image, method) jobs are evaluated together in suffix batches of
-at most `max_rows` rows: each job sends `chunk` k values first, then doubles its chunk, and stops at its
-first flip (or at K).
-
-The paper's check of how well scores predict ablation is `score_drop_spearman`: per image, the Spearman
-rank correlation between a method's per-unit scores and the drop of the target logit when each unit alone
-is ablated (with the row's ablation value).
-
-Pure: no I/O, no progress bars, no device logic. Rows are plain dicts; `summarize` aggregates them.
+Dhamdhere et al. 2018, sec. 5; the search itself is `studies/flips.py`. Tables (shard files carry the tag):
+  ablate.csv          one row per (image, layer, method, draw, ablation); see results/README.md. Rows of an
+                      order from a method with a completeness delta carry it (`delta`, relative `rel_delta`).
+  ablate_logits.csv   the target logit at every k = 0..K (only with ablate.record_logits)
+  ablate_summary.csv  per (layer, method, ablation): k_flip statistics (also .md, and printed); unsharded
+                      runs only (a shard's summary would not survive a merge: `neuronimp report` makes it)
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import pandas as pd
 import torch
+from pydantic import Field
 
-from neuronimp.config import AblateCfg
+from neuronimp.errors import UsageError
+from neuronimp.hooks import frozen
+from neuronimp.methods import compute_scores, needs_stats, random_scores
+from neuronimp.methods.ablation import ablation_value
 from neuronimp.probe import Probe
+from neuronimp.schema import Strict
+from neuronimp.studies.base import Outputs, Study, register_study
+from neuronimp.studies.flips import PAPER, ImageBatch, ablation_rows, summarize
+from neuronimp.studies.tabulate import markdown
+from neuronimp.studies.inputs import baseline_for, input_mean, statistics, targets
 
-PAPER = ("paper (GoogLeNet mixed4d, 100 ImageNet images): ablation in conductance order flips after 3.7 units "
-         "on average, 3 of 100 images need more than 10, maximum 16; the top 10 by internal influence flip "
-         "only 5 of 100")
-
-
-@dataclass
-class ImageBatch:
-    """One batch of images at one layer, as the study reads it."""
-
-    ids: torch.Tensor  # [B] long, dataset indices
-    labels: torch.Tensor  # [B] true labels
-    pred: torch.Tensor  # [B] the model's predicted labels
-    target: torch.Tensor  # [B] the class whose logit is recorded (usually pred)
-    x: torch.Tensor  # [B, ...] inputs (read only by hook-mode probes)
-    a: torch.Tensor  # [B, U, *s] the layer's activation, computed once
+LOGIT_COLUMNS = ["image_id", "layer", "method", "ablation", "draw", "k", "target_logit"]
 
 
-@dataclass
-class _Job:
-    """The flip search of one (image, order, ablation)."""
+class AblateCfg(Strict):
+    """Study 1: ablation until the prediction flips (Dhamdhere et al. 2018, sec. 5)."""
 
-    b: int
-    order: int  # index into the stacked rank positions
-    kind: int  # index into the ablation values
-    chunk: int
-    done: int = 0  # k values evaluated so far (1..done)
-    k_flip: int | None = None
-    new_label: int | None = None
-    logits: list[float] = field(default_factory=list)
+    ablation: list[Literal["zero", "mean", "baseline"]] = Field(default_factory=lambda: ["zero"])
+    max_k: int = Field(default=64, ge=1)  # K: stop at k = min(K, units) when the label has not flipped
+    random_draws: int = Field(default=3, ge=0, le=1000)  # random orders per image (method "random")
+    record_logits: bool = False  # also record the target logit at every k = 0..K (no early stop)
+    correlation: bool = True  # rank correlation of scores with single-unit ablation drops
+    chunk: int = Field(default=4, ge=1)  # k values per image in the first suffix batch; doubles after
+    max_rows: int = Field(default=512, ge=1)  # ablated activations per suffix call (memory bound)
 
 
-def rank_units(scores: torch.Tensor) -> torch.Tensor:
-    """Units in decreasing score order [B, U]; NaN last; ties: lower unit index first."""
-    s = torch.nan_to_num(scores.double(), nan=float("-inf"))
-    return torch.sort(s, dim=1, descending=True, stable=True).indices
+@register_study
+class Ablate(Study):
+    """Study 1: ablate units in order of importance until the prediction flips."""
+
+    name = "ablate"
+    help = "Study 1: ablate units in order of importance until the prediction flips."
+    section = AblateCfg
+    tables = ("ablate", "ablate_logits")
+    columns = {"ablate_logits": LOGIT_COLUMNS}
+
+    def check(self, ctx: Any) -> None:
+        """Random orders need draws; layer names resolve (an unknown one lists the layers)."""
+        if "random" in ctx.cfg.methods and ctx.cfg.ablate.random_draws == 0:
+            raise UsageError("methods lists 'random' but ablate.random_draws = 0; set ablate.random_draws >= 1 "
+                             "or drop 'random' from methods")
+        _ = ctx.layers
+
+    def prepare(self, ctx: Any, items: list[int]) -> dict[str, Any]:
+        """Layer statistics (mean ablation, statistics-based orders), the input mean, a probe cache."""
+        cfg = ctx.cfg
+        want = needs_stats(cfg.methods) or "mean" in cfg.ablate.ablation
+        return {"ds": ctx.split(), "stats": statistics(ctx, ctx.layers) if want else {},
+                "mean": input_mean(ctx) if cfg.attribution.baseline == "mean" else None, "probes": {}}
+
+    def rows(self, ctx: Any, state: dict[str, Any], chunk: list[int]) -> dict[str, list[dict]]:
+        """Flip rows (and logit traces) of one batch of images."""
+        cfg, model, probes = ctx.cfg, ctx.bundle.model, state["probes"]
+        flips: list[dict] = []
+        logits: list[dict] = []
+        for ids, x, y in ctx.batches(state["ds"], chunk):
+            t, pred = targets(ctx, x, y)
+            base = baseline_for(ctx, x, state["mean"])
+            for layer in ctx.layers:
+                if layer not in probes:
+                    probes[layer] = Probe(model, layer, x[:1])
+            with frozen(model), torch.no_grad():
+                acts = {layer: probes[layer].prefix(x) for layer in ctx.layers}  # once per image and layer
+            orders, deltas = order_scores(ctx, ids, x, base, t, {l: a.shape[1] for l, a in acts.items()}, state)
+            with frozen(model), torch.no_grad():
+                for layer in ctx.layers:
+                    p = probes[layer]
+                    values = ablation_values(cfg.ablate.ablation, p, acts[layer], base, state["stats"])
+                    batch = ImageBatch(ids.cpu(), y.cpu(), pred, t, x, acts[layer])
+                    for row in ablation_rows(p, batch, layer, orders[layer], values, cfg.ablate):
+                        trace = row.pop("target_logits")
+                        d = deltas.get((layer, row["method"]), {}).get(row["image_id"], (None, None))
+                        flips.append({**row, "delta": d[0], "rel_delta": d[1]})
+                        logits += [{"image_id": row["image_id"], "layer": layer, "method": row["method"],
+                                    "ablation": row["ablation"], "draw": row["draw"], "k": k, "target_logit": v}
+                                   for k, v in enumerate(trace)]
+        return {"ablate": flips, "ablate_logits": logits}
+
+    def finish(self, ctx: Any, tables: dict[str, pd.DataFrame], shard: Any) -> Outputs:
+        """The k_flip summary (unsharded runs), as a table, markdown and the printed summary."""
+        table = tables["ablate"]
+        if shard.count > 1:  # a shard's summary would be wrong once the shards are merged
+            return Outputs(printed=[(f"shard {shard} written to {ctx.out / ('ablate' + shard.tag)}.csv; after "
+                                     "`neuronimp merge`, `neuronimp report` gives the summary", None)])
+        if table.empty:
+            return Outputs()
+        summary = summarize(table)
+        return Outputs(tables={"ablate_summary": summary},
+                       texts={"ablate_summary.md": markdown(summary, 3) + f"\n{PAPER}.\n"},
+                       printed=[(f"ablation until the flip: {ctx.out / 'ablate'}.{ctx.cfg.runner.format}\n{PAPER}",
+                                 summary)])
 
 
-def rank_positions(order: torch.Tensor) -> torch.Tensor:
-    """The inverse permutation: pos[b, u] = rank of unit u (0 = ablated first), [B, U]."""
-    pos = torch.empty_like(order)
-    ar = torch.arange(order.shape[1], device=order.device).expand_as(order)
-    return pos.scatter_(1, order, ar)
+def order_scores(ctx: Any, ids: torch.Tensor, x: torch.Tensor, base: torch.Tensor, t: torch.Tensor,
+                 units: dict[str, int], state: dict[str, Any]
+                 ) -> tuple[dict[str, dict[tuple[str, int], torch.Tensor]], dict[tuple[str, str], dict[int, tuple]]]:
+    """Per layer {(method, draw): scores [B, U]} (`random` gives ablate.random_draws draws), and per
+    (layer, method) {image id: (delta, relative delta)} for methods with a completeness delta."""
+    cfg = ctx.cfg
+    engine = [m for m in cfg.methods if m != "random"]
+    out: dict[str, dict[tuple[str, int], torch.Tensor]] = {layer: {} for layer in ctx.layers}
+    deltas: dict[tuple[str, str], dict[int, tuple]] = {}
+    if engine:
+        with ctx.autocast():
+            s = compute_scores(ctx.bundle.model, x, base, t, ctx.layers, engine, ctx.params, ids=ids.cpu(),
+                               stats=state["stats"], probes=state["probes"])
+        for (layer, m), d in s.deltas.items():
+            rel = s.relative_delta(layer, m)
+            deltas[(layer, m)] = {int(i): (float(d[b]), float(rel[b])) for b, i in enumerate(ids)}
+            from neuronimp.methods import check_delta
+
+            ctx.warn_once(check_delta(s, ctx.params, layer, m))
+    for m in cfg.methods:
+        for layer in ctx.layers:
+            if m != "random":
+                out[layer][(m, 0)] = s.scores[(layer, m)]
+                continue
+            for d in range(cfg.ablate.random_draws):
+                out[layer][(m, d)] = random_scores(ids.cpu(), units[layer], cfg.attribution.random_seed, d)
+    return out, deltas
 
 
-def average_ranks(x: torch.Tensor) -> torch.Tensor:
-    """Ranks 1..U along each row of x [B, U], ties sharing their average rank (as scipy's rankdata)."""
-    x = x.detach().double()
-    out = torch.empty_like(x)
-    step = max(1, 2**24 // max(1, x.shape[1] ** 2))  # rows per chunk: B x U x U comparisons
-    for i in range(0, x.shape[0], step):
-        c = x[i : i + step]
-        lt = (c.unsqueeze(1) < c.unsqueeze(2)).sum(2)  # for each i: #{j: x_j < x_i}
-        eq = (c.unsqueeze(1) == c.unsqueeze(2)).sum(2)  # #{j: x_j == x_i}, itself included
-        out[i : i + step] = lt + (eq + 1) / 2
+def ablation_values(kinds: list[str], probe: Probe, a: torch.Tensor, base: torch.Tensor, stats: dict
+                    ) -> dict[str, torch.Tensor]:
+    """{kind: replacement activation [1 or B, U, *s]} for the configured ablations."""
+    out = {}
+    for kind in kinds:
+        mean = stats[probe.layer].mean if kind == "mean" else None
+        a0 = probe.prefix(base) if kind == "baseline" else None  # [1 or B, U, *s]
+        out[kind] = ablation_value(kind, a, mean, a0)
     return out
-
-
-def spearman(s: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """Spearman's rho per row of s, d [B, U] (average ranks for ties); NaN where a row is constant."""
-    rs, rd = average_ranks(s.to(d.device)), average_ranks(d)
-    rs, rd = rs - rs.mean(1, keepdim=True), rd - rd.mean(1, keepdim=True)
-    den = (rs.square().sum(1) * rd.square().sum(1)).sqrt()
-    return torch.where(den > 0, (rs * rd).sum(1) / den.clamp(min=1e-300), torch.full_like(den, float("nan"))).cpu()
-
-
-def forward_rows(probe: Probe, batch: ImageBatch, value: torch.Tensor, b: torch.Tensor,
-                 mask: torch.Tensor) -> torch.Tensor:
-    """Logits [R, C] of R ablated activations: image b[r] with the units of mask[r] (R x U, bool) set to value.
-
-    value: [1 or B, U, *s]. Same result as methods.ablation.apply_mask for a 0/1 mask, in one pass.
-    """
-    a = batch.a[b]  # R x U x *s
-    per_image = value.shape[0] > 1 and value.stride(0) != 0  # an expanded batch-1 value stays broadcast
-    v = value[b] if per_image else value[:1]
-    m = mask.view(*mask.shape, *([1] * (a.dim() - 2)))
-    xs = batch.x[b] if probe.mode == "hook" else None
-    return probe.suffix(torch.where(m, v, a), xs)
-
-
-def unit_drops(probe: Probe, batch: ImageBatch, value: torch.Tensor, max_rows: int) -> torch.Tensor:
-    """F_t(a) - F_t(a with unit u alone set to its ablation value) for every image and unit, [B, U]."""
-    B, U = batch.a.shape[:2]  # noqa: N806
-    f0 = probe.suffix(batch.a, batch.x).gather(1, batch.target.unsqueeze(1)).squeeze(1)  # B
-    b_all = torch.arange(B, device=batch.a.device).repeat_interleave(U)
-    u_all = torch.arange(U, device=batch.a.device).repeat(B)
-    out = torch.empty(B * U, dtype=f0.dtype, device=f0.device)
-    for r0 in range(0, B * U, max_rows):
-        b, u = b_all[r0 : r0 + max_rows], u_all[r0 : r0 + max_rows]
-        mask = torch.nn.functional.one_hot(u, U).bool()
-        f = forward_rows(probe, batch, value, b, mask)
-        out[r0 : r0 + len(b)] = f0[b] - f.gather(1, batch.target[b].unsqueeze(1)).squeeze(1)
-    return out.view(B, U)
-
-
-def full_ablation_labels(probe: Probe, batch: ImageBatch, value: torch.Tensor) -> list[int]:
-    """Predicted label of each image with every unit ablated, [B]."""
-    B, U = batch.a.shape[:2]  # noqa: N806
-    b = torch.arange(B, device=batch.a.device)
-    return forward_rows(probe, batch, value, b, torch.ones(B, U, dtype=torch.bool, device=b.device)).argmax(1).tolist()
-
-
-def search_flips(probe: Probe, batch: ImageBatch, positions: torch.Tensor, value: torch.Tensor,
-                 jobs: list[_Job], max_k: int, max_rows: int, record: bool) -> None:
-    """Run every job until its first flip or k = max_k (or to max_k when `record`); fills the jobs in place.
-
-    positions: [orders, B, U] rank positions; value: [1 or B, U, *s], the ablation value of these jobs.
-    """
-    dev = batch.a.device
-    pending = list(jobs)
-    while pending:
-        take, rows, rest = [], 0, []
-        for j in pending:
-            c = min(j.chunk, max_k - j.done, max_rows)
-            if rows + c <= max_rows:
-                take.append((j, c))
-                rows += c
-            else:
-                rest.append(j)
-        counts = torch.tensor([c for _, c in take], device=dev)
-        jb = torch.tensor([j.b for j, _ in take], device=dev).repeat_interleave(counts)
-        jo = torch.tensor([j.order for j, _ in take], device=dev).repeat_interleave(counts)
-        k = torch.cat([torch.arange(j.done + 1, j.done + c + 1, device=dev) for j, c in take])  # R
-        mask = positions[jo, jb] < k.unsqueeze(1)  # R x U: the top-k units of each row
-        logits = forward_rows(probe, batch, value, jb, mask)  # R x C
-        labels = logits.argmax(1).tolist()
-        tlog = logits.gather(1, batch.target[jb].unsqueeze(1)).squeeze(1).tolist() if record else None
-        r = 0
-        for j, c in take:
-            pred = int(batch.pred[j.b])
-            for i in range(c):
-                if j.k_flip is None and labels[r + i] != pred:
-                    j.k_flip, j.new_label = j.done + i + 1, labels[r + i]
-            if record:
-                j.logits += tlog[r : r + c]
-            r += c
-            j.done += c
-            j.chunk = min(2 * j.chunk, max_rows)
-            if j.done < max_k and (record or j.k_flip is None):
-                rest.append(j)
-        pending = rest
-
-
-def ablation_rows(probe: Probe, batch: ImageBatch, layer: str, scores: dict[tuple[str, int], torch.Tensor],
-                  values: dict[str, torch.Tensor], cfg: AblateCfg) -> Iterator[dict]:
-    """One row per (image, method, draw, ablation): k_flip, new label, never_flips, score/drop correlation.
-
-    scores: {(method, draw): [B, U]}; values: {ablation kind: [1 or B, U, *s]}.
-    """
-    with torch.no_grad():
-        B, U = batch.a.shape[:2]  # noqa: N806
-        K = min(cfg.max_k, U)  # noqa: N806
-        kinds, keys = list(values), list(scores)
-        positions = torch.stack([rank_positions(rank_units(scores[key]).to(batch.a.device)) for key in keys])
-        f0 = probe.suffix(batch.a, batch.x).gather(1, batch.target.unsqueeze(1)).squeeze(1).tolist()
-        full, rho, jobs = [], {}, []
-        for ki, kind in enumerate(kinds):  # one ablation value at a time: it stays broadcast when shared
-            value = values[kind].to(batch.a)
-            full.append(full_ablation_labels(probe, batch, value))
-            if cfg.correlation:
-                drops = unit_drops(probe, batch, value, cfg.max_rows)
-                for oi, key in enumerate(keys):
-                    rho[(oi, ki)] = spearman(scores[key], drops).tolist()
-            mine = [_Job(b, oi, ki, cfg.chunk) for b in range(B) for oi in range(len(keys))]
-            search_flips(probe, batch, positions, value, mine, K, cfg.max_rows, cfg.record_logits)
-            jobs += mine
-        jobs.sort(key=lambda j: (j.b, j.order, j.kind))
-    for j in jobs:
-        method, draw = keys[j.order]
-        pred = int(batch.pred[j.b])
-        yield {
-            "image_id": int(batch.ids[j.b]), "true_label": int(batch.labels[j.b]), "predicted_label": pred,
-            "target": int(batch.target[j.b]), "layer": layer, "method": method, "ablation": kinds[j.kind],
-            "draw": draw, "units": U, "max_k": K, "k_flip": j.k_flip, "flipped": j.k_flip is not None,
-            "new_label": j.new_label, "never_flips": full[j.kind][j.b] == pred,
-            "fully_ablated_label": full[j.kind][j.b], "target_logit": f0[j.b],
-            "score_drop_spearman": rho[(j.order, j.kind)][j.b] if rho else None,
-            "target_logits": tuple([f0[j.b]] + j.logits) if cfg.record_logits else (),
-        }
-
-
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (layer, method, ablation): k_flip statistics over images that can flip; never-flips apart.
-
-    Shares are over eligible rows (not never_flips; random pools its draws). mean/median/max k_flip are
-    over flipped eligible rows; mean_k_capped counts a row not flipped within K as K + 1 (a lower bound).
-    """
-    out = []
-    for (layer, method, ablation), g in df.groupby(["layer", "method", "ablation"], sort=False):
-        never = g["never_flips"].astype(bool)
-        e = g[~never]
-        flipped = e["flipped"].astype(bool)
-        k = e.loc[flipped, "k_flip"].astype(float)
-        capped = e["k_flip"].astype(float).where(flipped, e["max_k"].astype(float) + 1)
-        n = max(len(e), 1)
-        out.append({
-            "layer": layer, "method": method, "ablation": ablation, "images": g["image_id"].nunique(),
-            "draws": g["draw"].nunique(), "never_flips": g.loc[never, "image_id"].nunique(),
-            "eligible": len(e), "flipped": int(flipped.sum()),
-            "mean_k_flip": k.mean() if len(k) else float("nan"),
-            "median_k_flip": k.median() if len(k) else float("nan"),
-            "max_k_flip": k.max() if len(k) else float("nan"),
-            "share_flip_le10": float((flipped & (e["k_flip"].astype(float) <= 10)).sum()) / n if len(e) else float("nan"),
-            "share_not_flipped_K": float((~flipped).sum()) / n if len(e) else float("nan"),
-            "mean_k_capped": capped.mean() if len(e) else float("nan"),
-            "max_k": int(g["max_k"].max()),
-            "spearman_mean": pd.to_numeric(g["score_drop_spearman"], errors="coerce").mean(),
-            "never_flips_flipped": int(g.loc[never, "flipped"].astype(bool).sum()),
-        })
-    return pd.DataFrame(out)
-
-
-def markdown(df: pd.DataFrame, digits: int = 3) -> str:
-    """A GitHub markdown table of df (floats rounded)."""
-    def fmt(v: object) -> str:
-        if isinstance(v, float):
-            return "" if v != v else f"{v:.{digits}g}"
-        return str(v)
-
-    head = "| " + " | ".join(df.columns) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, rule, *body]) + "\n"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from neuronimp.studies.select import ALL_UNITS, RANDOM_UNITS
+from neuronimp.studies.selection import ALL_UNITS, RANDOM_UNITS
+from neuronimp.studies.tabulate import markdown  # noqa: F401 (re-exported)
 
 PAPER_KS = (5, 10, 15, 20)
 PAPER: dict[str, dict[str, tuple[float, ...]]] = {  # Dhamdhere et al. 2018, feature-selection table
@@ -114,23 +115,6 @@ def table(summary: pd.DataFrame, ks: list[int], reference: str | None = None) ->
                     paper_row[f"k={k}"] = f"{ref[PAPER_KS.index(k)]:.2f}" if k in PAPER_KS else ""
                 rows.append(paper_row)
     return pd.DataFrame(rows)
-
-
-def markdown(df: pd.DataFrame) -> str:
-    """A DataFrame as a GitHub markdown table (no extra dependency)."""
-    if df.empty:
-        return "(no rows)\n"
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _fmt(v: object) -> str:
-    if isinstance(v, (float, np.floating)):
-        return "" if np.isnan(v) else f"{v:.4g}"
-    return str(v)
 
 
 def comparison_table(diffs: pd.DataFrame) -> pd.DataFrame:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from neuronimp.config import AttributionCfg
-from neuronimp.methods import compute_scores
+from neuronimp.methods import MethodParams, compute_scores
 from neuronimp.methods.selectivity import LayerStats
 from neuronimp.studies.curves import mix_seed
 
@@ -36,7 +35,7 @@ def random_rank(total: int, seed: int, draw: int, site_index: int) -> torch.Tens
 
 
 def engine_scores(model: nn.Module, layers: list[str], method: str, x: torch.Tensor, baseline: torch.Tensor,
-                  target: torch.Tensor, cfg: AttributionCfg, stats: dict[str, LayerStats],
+                  target: torch.Tensor, params: MethodParams, stats: dict[str, LayerStats],
                   batch: int = 64) -> dict[str, torch.Tensor]:
     """Mean over the inputs x [N, ...] of an engine method's per-unit score: layer -> [U] (float64, cpu).
 
@@ -47,8 +46,8 @@ def engine_scores(model: nn.Module, layers: list[str], method: str, x: torch.Ten
     for s in range(0, n, batch):
         sl = slice(s, s + batch)
         base = baseline if baseline.shape[0] == 1 else baseline[sl]  # one baseline for all, or one per input
-        out = compute_scores(model, x[sl], base, target[sl], layers, [method], cfg,
-                             ids=torch.arange(s, min(n, s + batch)), stats=stats, probes=probes, warn=False)
+        out = compute_scores(model, x[sl], base, target[sl], layers, [method], params,
+                             ids=torch.arange(s, min(n, s + batch)), stats=stats, probes=probes)
         for layer in layers:
             part = out.scores[(layer, method)].detach().double().sum(0).cpu()  # [U]
             sums[layer] = sums[layer] + part if layer in sums else part

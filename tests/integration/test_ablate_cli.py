@@ -14,7 +14,7 @@ from neuronimp.cli import app
 from neuronimp.config import load_config
 from neuronimp.hooks import replace_output
 from neuronimp.models import create_model
-from neuronimp.studies.ablate import rank_units
+from neuronimp.studies.flips import rank_units
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "digits_ablate.yaml"

@@ -15,9 +15,9 @@ from neuronimp.hooks import replace_output
 from neuronimp.methods import compute_scores
 from neuronimp.methods.ablation import single_unit_drop
 from neuronimp.probe import Probe
-from neuronimp.studies.ablate import (ImageBatch, average_ranks, rank_positions, rank_units, spearman, summarize,
+from neuronimp.studies.flips import (ImageBatch, average_ranks, rank_positions, rank_units, spearman, summarize,
                                       unit_drops)
-from neuronimp.studies.ablate import ablation_rows as _rows
+from neuronimp.studies.flips import ablation_rows as _rows
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -14,7 +14,7 @@ from neuronimp.config import AttributionCfg, DeleteCfg, build_config
 from neuronimp.methods.selectivity import layer_statistics, selectivity_index
 from neuronimp.studies.curves import (ablation_counts, deletion_treatment, evaluate, make_sites, noise_edit,
                                       noise_treatment)
-from neuronimp.studies.delete import NetworkData, delete_study
+from neuronimp.studies.deletion import NetworkData, delete_study
 from neuronimp.studies.delete_summary import auc_table, curve_auc, gap_correlation
 from neuronimp.studies.selectivity_study import selectivity_correlation, selectivity_rows, unit_moments
 from neuronimp.studies.unit_order import canonical_order, random_rank, rank_units

@@ -8,7 +8,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from neuronimp.config import SelectCfg
-from neuronimp.studies.select import (
+from neuronimp.studies.selection import (
     ALL_UNITS,
     RANDOM_UNITS,
     class_scores,

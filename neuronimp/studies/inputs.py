@@ -1,20 +1,25 @@
-"""Pieces every per-input command shares: targets, baselines, dataset statistics."""
+"""What the per-input studies share: the target of each input, the baseline, and dataset statistics.
+
+They read the model and data through the run context (`ctx.bundle`, `ctx.split`, `ctx.batches`).
+"""
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
 from neuronimp.methods.baselines import channel_mean, make_baseline
 from neuronimp.methods.selectivity import LayerStats, layer_statistics
-from neuronimp.runner.context import Context
 
 STATS_LIMIT = 2000  # reference items for dataset means and class-conditional means
 
 
-def targets(ctx: Context, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(target class, predicted class) per input: the prediction, the label, or a fixed class."""
+def targets(ctx: Any, x: torch.Tensor, y: torch.Tensor, how: str | int | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target class, predicted class) per input: the prediction, the label, or a fixed class index."""
     with torch.no_grad():
         pred = ctx.bundle.model(x).argmax(1)
-    t = ctx.cfg.attribution.target
+    t = ctx.cfg.attribution.target if how is None else how
     if t == "predicted":
         return pred, pred
     if t == "label":
@@ -22,28 +27,23 @@ def targets(ctx: Context, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
     return torch.full_like(pred, int(t)), pred
 
 
-def input_mean(ctx: Context) -> torch.Tensor:
+def input_mean(ctx: Any) -> torch.Tensor:
     """Per-channel mean of the training inputs (for the 'mean' baseline)."""
     ds = ctx.split("train", limit=STATS_LIMIT)
     xs = torch.cat([x for _, x, _ in ctx.batches(ds, batch_size=256)])
     return channel_mean(xs)
 
 
-def baseline_for(ctx: Context, x: torch.Tensor, mean: torch.Tensor | None = None) -> torch.Tensor:
-    """The configured baseline for a batch x."""
+def baseline_for(ctx: Any, x: torch.Tensor, mean: torch.Tensor | None = None) -> torch.Tensor:
+    """The configured baseline for a batch x (the input mean is computed when needed and not given)."""
     kind = ctx.cfg.attribution.baseline
     if kind == "mean" and mean is None:
         mean = input_mean(ctx)
     return make_baseline(kind, x, mean, ctx.cfg.attribution.blur_sigma)
 
 
-def statistics(ctx: Context, layers: list[str]) -> dict[str, LayerStats]:
+def statistics(ctx: Any, layers: list[str]) -> dict[str, LayerStats]:
     """Per-layer dataset mean and class-conditional means over (up to) STATS_LIMIT training items."""
     ds = ctx.split("train", limit=STATS_LIMIT)
     batches = ((x, y) for _, x, y in ctx.batches(ds, batch_size=256))
     return layer_statistics(ctx.bundle.model, batches, layers, ctx.data.num_classes)
-
-
-def needs_stats(methods: list[str]) -> bool:
-    """Whether any method needs dataset statistics of the layer."""
-    return any(m in ("ablation_mean", "selectivity") for m in methods)

@@ -1,15 +1,13 @@
-"""Figures of the deletion study (matplotlib, Agg): ablation curves per corruption level (mean over seeds,
+"""Figures of the deletion study (matplotlib figures, returned by name: the driver saves them): ablation curves per corruption level (mean over seeds,
 shaded +-1 sd over seeds) as in Morcos et al. (2018) fig. 2-3, noise curves, AUC vs generalisation gap, and
 selectivity vs single-unit importance.
 """
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from typing import Any
 
 import pandas as pd
-
-from neuronimp.runner.io import atomic_path
 
 
 def _slug(model: str) -> str:
@@ -24,13 +22,6 @@ def _plt():  # noqa: ANN202 - the pyplot module
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _save(fig, path: Path) -> Path:  # noqa: ANN001
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    return path
 
 
 def _colors(levels: list[float]) -> dict[float, tuple]:
@@ -54,10 +45,10 @@ def _legend(fig, axes, **kw) -> None:  # noqa: ANN001
                fontsize=8, title_fontsize=8, **kw)
 
 
-def curve_figures(curves: pd.DataFrame, out: Path, tag: str = "") -> list[Path]:
+def curve_figures(curves: pd.DataFrame) -> dict[str, Any]:
     """Accuracy vs fraction ablated, rows = layers, columns = orders; one PNG per (model, split, ablation)."""
     plt = _plt()
-    paths = []
+    figs = {}
     colors = _colors(sorted(curves["corruption"].unique()))
     abl = curves[curves["order"] != "noise"]
     for (model, split, ablation), g in abl.groupby(["model", "split", "ablation"]):
@@ -74,7 +65,7 @@ def curve_figures(curves: pd.DataFrame, out: Path, tag: str = "") -> list[Path]:
         _legend(fig, axes)
         fig.suptitle(f"{model}: cumulative {ablation} ablation ({split})", fontsize=10)
         safe = _slug(model)
-        paths.append(_save(fig, out / f"delete_curves_{safe}_{split}_{ablation}{tag}.png"))
+        figs[f"delete_curves_{safe}_{split}_{ablation}.png"] = fig
     noise = curves[curves["order"] == "noise"]
     for (model, split), g in noise.groupby(["model", "split"]):
         layers = list(dict.fromkeys(g["layer"]))
@@ -86,11 +77,11 @@ def curve_figures(curves: pd.DataFrame, out: Path, tag: str = "") -> list[Path]:
         axes[0][0].set_ylabel(f"{split} accuracy")
         _legend(fig, axes)
         safe = _slug(model)
-        paths.append(_save(fig, out / f"delete_noise_{safe}_{split}{tag}.png"))
-    return paths
+        figs[f"delete_noise_{safe}_{split}.png"] = fig
+    return figs
 
 
-def gap_figure(auc: pd.DataFrame, out: Path, tag: str = "") -> Path | None:
+def gap_figure(auc: pd.DataFrame) -> Any:
     """AUC (random order, train split, first ablation) against the generalisation gap, one panel per layer."""
     sel = auc[(auc["order"] == "random") & (auc["split"] == "train")]
     if sel.empty:
@@ -109,10 +100,10 @@ def gap_figure(auc: pd.DataFrame, out: Path, tag: str = "") -> Path | None:
         axes[0][j].set_xlabel("gap: train - test accuracy")
     axes[0][0].set_ylabel(f"AUC, random {ablation} ablation (train)")
     _legend(fig, axes)
-    return _save(fig, out / f"delete_auc_gap{tag}.png")
+    return fig
 
 
-def selectivity_figure(units: pd.DataFrame, out: Path, tag: str = "") -> Path | None:
+def selectivity_figure(units: pd.DataFrame) -> Any:
     """Selectivity vs single-unit accuracy drop on the training set, one panel per layer."""
     if units.empty:
         return None
@@ -132,13 +123,13 @@ def selectivity_figure(units: pd.DataFrame, out: Path, tag: str = "") -> Path | 
         axes[0][j].set_xlabel("class selectivity index")
     axes[0][0].set_ylabel("training accuracy drop, unit ablated alone")
     _legend(fig, axes, markerscale=2)
-    return _save(fig, out / f"delete_selectivity{tag}.png")
+    return fig
 
 
-def write_figures(tables: dict[str, pd.DataFrame], out: Path, tag: str = "") -> list[Path]:
-    """Every figure the tables allow."""
-    paths = curve_figures(tables["curves"], out, tag)
+def figures(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Every figure the tables allow, by file name."""
+    figs = curve_figures(tables["curves"])
     if "auc" in tables:
-        paths.append(gap_figure(tables["auc"], out, tag))
-    paths.append(selectivity_figure(tables.get("units", pd.DataFrame()), out, tag))
-    return [p for p in paths if p is not None]
+        figs["delete_auc_gap.png"] = gap_figure(tables["auc"])
+    figs["delete_selectivity.png"] = selectivity_figure(tables.get("units", pd.DataFrame()))
+    return {k: v for k, v in figs.items() if v is not None}

@@ -1,6 +1,9 @@
-"""`neuronimp filters`: the sign of each Kim CNN filter's conductance, and negation minimal pairs.
+"""The `filters` study (sentiment): the sign of each Kim CNN filter's conductance, and negation minimal pairs.
 
-Writes into runner.out (file names carry the shard tag when sharded; see results/README.md):
+The work items are the sentences of the configured split (rows: filter_conductance, resumable); `finish`
+derives the sign study and the negation study (minimal pairs built from the analysed sentences, their
+conductance computed in memory) and the HTML report. Tables (file names carry the shard tag when sharded;
+see results/README.md):
   filter_conductance.csv   one row per (sentence, filter): conductance to F, activation, n-gram fired on
   filter_signs.csv         one row per filter: sign counts, shares, category, top n-grams
   filter_sign_shares.csv   one row per category: filters and share
@@ -13,27 +16,92 @@ Writes into runner.out (file names carry the shard tag when sharded; see results
 """
 from __future__ import annotations
 
-import hashlib
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 import torch
+from pydantic import Field
 from torch.utils.data import Dataset
 
-from neuronimp.commands.common import baseline_for
 from neuronimp.errors import UsageError
-from neuronimp.runner.context import Context
-from neuronimp.runner.io import write_table
-from neuronimp.runner.shards import Shard, run_batches
+from neuronimp.schema import Strict
 from neuronimp.sentiment import lexicon, negation, report, signs
 from neuronimp.sentiment.filters import FilterBank, filter_flow
 from neuronimp.sentiment.plots import sign_map
 from neuronimp.sentiment.text import decode, encode_like, ngram, span, words
+from neuronimp.studies.base import Outputs, Study, register_study
+from neuronimp.studies.inputs import baseline_for
+from neuronimp.studies.tabulate import round_trip
+
+_WHOLE = "run `neuronimp filters` without --shard: its sign and negation tables describe the whole split"
 
 
-def filter_bank(ctx: Context) -> FilterBank:
+class SentimentCfg(Strict):
+    """The Kim CNN filter analysis (`neuronimp filters`, `neuronimp explain`; Dhamdhere et al. 2018, sentiment CNN)."""
+
+    target: Literal["margin", "predicted"] = "margin"  # margin: logit[positive] - logit[negative]
+    zero_tol: float = Field(default=0.01, ge=0)  # |conductance| below this counts as zero
+    almost_always: float = Field(default=0.9, gt=0.5, le=1)  # share of non-zero cases with one sign
+    min_nonzero: int = Field(default=5, ge=1)  # fewer non-zero cases: the filter is 'rarely active'
+    negators: list[str] = Field(default_factory=lambda: ["not", "n't", "never"], min_length=1)
+    sentiment_words: Literal["builtin", "train"] = "builtin"  # built-in lexicon, or top words per label
+    top_words: int = Field(default=50, ge=1)  # per label, when sentiment_words = train
+    min_word_count: int = Field(default=5, ge=1)  # train words seen fewer times are not candidates
+    max_pairs: int = Field(default=500, ge=1)  # minimal pairs built from the analysed split (at most)
+    examples: int = Field(default=3, ge=0)  # highlighted sentences per filter in the HTML report
+    report_filters: int = Field(default=10, ge=0)  # filters shown in the terminal and the HTML report
+    sign_map_sentences: int = Field(default=0, ge=0)  # sentences drawn in the sign-map PNG (0: all)
+
+
+@register_study
+class Filters(Study):
+    """Sentiment: sign of each filter's conductance over sentences, and negation minimal pairs (Kim CNN)."""
+
+    name = "filters"
+    help = "Sentiment: sign of each filter's conductance over sentences, and negation minimal pairs (Kim CNN)."
+    section = SentimentCfg
+    section_key = "sentiment"
+    tables = ("filter_conductance",)
+    unit = "sent"
+    aggregates = {name: _WHOLE for name in ("filter_signs", "filter_sign_shares", "negation_pairs",
+                                             "negation_changes", "negation_filters", "negation_conductance")}
+
+    def check(self, ctx: Any) -> None:
+        """The Kim CNN's filter layer and sentence data."""
+        filter_bank(ctx)
+
+    def prepare(self, ctx: Any, items: list[int]) -> dict[str, Any]:
+        """The filter bank and the token ids and labels of the split."""
+        if not items:
+            raise UsageError(f"this shard holds no sentences of the {len(ctx.split())} in the split")
+        ds = ctx.split()
+        return {"bank": filter_bank(ctx), "ids": token_ids(ds), "labels": ctx.labels(ds).tolist()}
+
+    def rows(self, ctx: Any, state: dict[str, Any], chunk: list[int]) -> dict[str, list[dict]]:
+        """Filter conductance rows of a batch of sentences."""
+        labels = state["labels"]
+        return {"filter_conductance": flow_rows(ctx, state["bank"], state["ids"][chunk], chunk,
+                                                [labels[i] for i in chunk], "input_id")}
+
+    def finish(self, ctx: Any, tables: dict[str, pd.DataFrame], shard: Any) -> Outputs:
+        """Signs, shares, the negation study, the HTML report and the printed summary."""
+        out = Outputs()
+        df, bank, all_ids, labels = tables["filter_conductance"], filter_bank(ctx), token_ids(ctx.split()), \
+            ctx.labels(ctx.split()).tolist()
+        if df.empty:
+            return out
+        st = sign_study(ctx, bank, df, out)
+        ns = negation_study(ctx, bank, st, df, all_ids, labels, out)
+        html_name = f"filters{shard.tag}.html"
+        out.texts["filters.html"] = report.filters_page(ctx, bank, st.rows, st.shares, df, ns.rows, ns.summary,
+                                                        ns.changes, ns.pairs, ns.ids, all_ids)
+        out.printed += report.summary(ctx, bank, st.shares, ns.rows, ns.summary, ns.changes, ns.pairs, ns.ids,
+                                      all_ids, html_name)
+        return out
+
+
+def filter_bank(ctx: Any) -> FilterBank:
     """The Kim CNN's filter layer; UsageError for other models, layers or data without a vocabulary."""
     bank = FilterBank.of(ctx.bundle.model)
     if ctx.layers != [bank.layer]:
@@ -50,13 +118,13 @@ def token_ids(ds: Dataset) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.stack([ds[i][0] for i in range(len(ds))])
 
 
-def flow_rows(ctx: Context, bank: FilterBank, ids: torch.Tensor, keys: list[int], labels: list[int],
+def flow_rows(ctx: Any, bank: FilterBank, ids: torch.Tensor, keys: list[int], labels: list[int],
               key_name: str) -> list[dict]:
     """Rows (one per item x filter) of the filter conductance of a batch of token-id rows [B, L]."""
     x = ctx.to_input(ids)
     with ctx.autocast():
         flow = filter_flow(ctx.bundle.model, bank, x, baseline_for(ctx, x), ctx.cfg.sentiment.target,
-                           ctx.cfg.attribution)
+                           ctx.params)
     rows = []
     for b in range(ids.shape[0]):
         toks = decode(ids[b], ctx.data.vocab)
@@ -80,27 +148,7 @@ def matrix(df: pd.DataFrame, key: str, column: str, units: int) -> tuple[list[in
     return keys, torch.tensor(df[column].to_numpy(), dtype=torch.float64).view(len(keys), units)
 
 
-def conductance_table(ctx: Context, bank: FilterBank, ids: torch.Tensor, keys: list[int], labels: list[int],
-                      name: str, key_name: str, tag: str) -> pd.DataFrame:
-    """Filter conductance of token-id rows `ids` [N, L] (row i has key keys[i], label labels[i]), resumable
-    in part files under out/parts/<name>."""
-    cfg = ctx.cfg
-    pos = {k: i for i, k in enumerate(keys)}
-
-    def work(chunk: list[int]) -> list[dict]:
-        at = [pos[k] for k in chunk]
-        return flow_rows(ctx, bank, ids[at], chunk, [labels[i] for i in at], key_name)
-
-    # resume key: what shapes these numbers (so a re-run with other sign or negation options reuses them)
-    key = {"name": name, "ids": hashlib.sha256(ids.contiguous().numpy().tobytes()).hexdigest(),
-           "target": cfg.sentiment.target, "dtype": cfg.runner.dtype, "autocast": cfg.runner.autocast,
-           "weights_digest": ctx.weights_digest,
-           **cfg.model_dump(mode="json", include={"seed", "model", "data", "attribution"})}
-    return run_batches(keys, work, ctx.out / "parts" / f"{name}{tag}", cfg.runner.batch_size, key=key,
-                       desc=name, show=cfg.runner.progress, unit="sent")
-
-
-def head_weight(ctx: Context) -> list[float] | None:
+def head_weight(ctx: Any) -> list[float] | None:
     """w_1 - w_0 of the Kim CNN's fc layer per filter (target margin): the sign every active filter gets."""
     fc = getattr(ctx.bundle.model, "fc", None)
     if ctx.cfg.sentiment.target != "margin" or fc is None or fc.weight.shape[0] != 2:
@@ -109,7 +157,7 @@ def head_weight(ctx: Context) -> list[float] | None:
     return (w[1] - w[0]).tolist()
 
 
-def word_list(ctx: Context) -> dict[str, int]:
+def word_list(ctx: Any) -> dict[str, int]:
     """The sentiment words of the config (built-in, or from the training split)."""
     sc = ctx.cfg.sentiment
     if sc.sentiment_words == "builtin":
@@ -130,21 +178,18 @@ class SignTable:
     grams: list
     rows: list[dict]
     shares: list[dict]
-    path: Path          # filter_signs.csv
 
 
-def sign_study(ctx: Context, bank: FilterBank, df: pd.DataFrame, tag: str, meta: dict) -> SignTable:
-    """Signs, categories and shares from the filter-conductance table; writes their CSVs and the PNG."""
-    cfg, sc, out = ctx.cfg, ctx.cfg.sentiment, ctx.out
+def sign_study(ctx: Any, bank: FilterBank, df: pd.DataFrame, outputs: Outputs) -> SignTable:
+    """Signs, categories and shares from the filter-conductance table; their tables and the sign map."""
+    cfg, sc = ctx.cfg, ctx.cfg.sentiment
     keys, cond = matrix(df, "input_id", "conductance", bank.units)
     _, grams = matrix(df, "input_id", "ngram", bank.units)
     sgn = signs.signs(cond, sc.zero_tol)
     rows = list(signs.filter_rows(cond, sgn, grams, bank.windows, bank.maps, sc.almost_always, sc.min_nonzero,
                                   head_weight=head_weight(ctx)))
     shares = list(signs.share_rows(rows))
-    path = write_table(pd.DataFrame(rows), out / f"filter_signs{tag}", cfg.runner.format)
-    ctx.write_meta(path, meta)
-    ctx.write_meta(write_table(pd.DataFrame(shares), out / f"filter_sign_shares{tag}", cfg.runner.format), meta)
+    outputs.tables.update(filter_signs=pd.DataFrame(rows), filter_sign_shares=pd.DataFrame(shares))
     order_f, order_s = signs.order(sgn, rows)
     if sc.sign_map_sentences:
         order_s = order_s[:: max(1, len(order_s) // sc.sign_map_sentences)][: sc.sign_map_sentences]
@@ -152,8 +197,8 @@ def sign_study(ctx: Context, bank: FilterBank, df: pd.DataFrame, tag: str, meta:
     marks = [(i, cats[u]) for i, u in enumerate(order_f) if i == 0 or cats[order_f[i - 1]] != cats[u]]
     title = (f"{cfg.name}: sign of filter conductance ({sc.target}), |c| < {sc.zero_tol} is zero; "
              + ", ".join(f"{r['category']} {r['share']:.0%}" for r in shares))
-    sign_map(sgn, order_f, order_s, out / f"filter_signs{tag}.png", title, marks)
-    return SignTable(keys, cond, sgn, grams, rows, shares, path)
+    outputs.figures["filter_signs.png"] = sign_map(sgn, order_f, order_s, title, marks)
+    return SignTable(keys, cond, sgn, grams, rows, shares)
 
 
 @dataclass
@@ -167,13 +212,13 @@ class NegationStudy:
     summary: list[dict] = field(default_factory=list)
 
 
-def negation_study(ctx: Context, bank: FilterBank, st: SignTable, df: pd.DataFrame, all_ids: torch.Tensor,
-                   labels: list[int], tag: str, meta: dict) -> NegationStudy:
+def negation_study(ctx: Any, bank: FilterBank, st: SignTable, df: pd.DataFrame, all_ids: torch.Tensor,
+                   labels: list[int], outputs: Outputs) -> NegationStudy:
     """Minimal pairs from the analysed sentences, the conductance of the negated ones, and the sign changes."""
-    cfg, sc, out, vocab = ctx.cfg, ctx.cfg.sentiment, ctx.out, ctx.data.vocab
+    sc, vocab = ctx.cfg.sentiment, ctx.data.vocab
     negators = [n for n in sc.negators if n in vocab]
     for n in sorted(set(sc.negators) - set(negators)):
-        warnings.warn(f"negator {n!r} is not in the vocabulary; no pairs use it", stacklevel=1)
+        ctx.warn_once(f"negator {n!r} is not in the vocabulary; no pairs use it")
     sents = [words(all_ids[i], vocab) for i in st.keys]
     pairs = negation.minimal_pairs(sents, st.keys, word_list(ctx), negators, sc.max_pairs)
     ids = torch.zeros(0, all_ids.shape[1], dtype=torch.long)
@@ -182,9 +227,12 @@ def negation_study(ctx: Context, bank: FilterBank, st: SignTable, df: pd.DataFra
                            for p in pairs])
     ns = NegationStudy(pairs, ids)
     if pairs:
-        ndf = conductance_table(ctx, bank, ids, list(range(len(pairs))), [labels[p.input_id] for p in pairs],
-                                "negation_conductance", "pair_id", tag)
-        ctx.write_meta(write_table(ndf, out / f"negation_conductance{tag}", cfg.runner.format), meta)
+        plabels = [labels[p.input_id] for p in pairs]
+        ndf = pd.concat([round_trip(flow_rows(ctx, bank, ids[i : i + ctx.cfg.runner.batch_size],
+                                              list(range(i, min(len(pairs), i + ctx.cfg.runner.batch_size))),
+                                              plabels[i : i + ctx.cfg.runner.batch_size], "pair_id"))
+                         for i in range(0, len(pairs), ctx.cfg.runner.batch_size)], ignore_index=True)
+        outputs.tables["negation_conductance"] = ndf
         _, ncond = matrix(ndf, "pair_id", "conductance", bank.units)
         _, ngrams = matrix(ndf, "pair_id", "ngram", bank.units)
         nsgn = signs.signs(ncond, sc.zero_tol)
@@ -208,28 +256,5 @@ def negation_study(ctx: Context, bank: FilterBank, st: SignTable, df: pd.DataFra
     ns.summary = list(negation.filter_summary(ns.changes, [r["category"] for r in st.rows]))
     for name, rows in (("negation_pairs", ns.rows), ("negation_changes", ns.changes),
                        ("negation_filters", ns.summary)):
-        ctx.write_meta(write_table(pd.DataFrame(rows), out / f"{name}{tag}", cfg.runner.format), meta)
+        outputs.tables[name] = pd.DataFrame(rows)
     return ns
-
-
-def run(ctx: Context, shard: Shard) -> Path:
-    """Filter signs over the configured split and the negation study; returns the path of filter_signs.csv."""
-    cfg, out, tag = ctx.cfg, ctx.out, shard.tag
-    bank = filter_bank(ctx)
-    ds = ctx.split()
-    all_ids = token_ids(ds)                                                   # N x L
-    items = shard.select(list(range(len(ds))))
-    if not items:
-        raise UsageError(f"shard {shard.index}/{shard.count} holds no sentences of the {len(ds)} in the split")
-    labels = ctx.labels(ds).tolist()
-    meta = {"command": "filters", "shard": f"{shard.index}/{shard.count}"}
-    df = conductance_table(ctx, bank, all_ids[items], items, [labels[i] for i in items], "filter_conductance",
-                           "input_id", tag)
-    ctx.write_meta(write_table(df, out / f"filter_conductance{tag}", cfg.runner.format), meta)
-    st = sign_study(ctx, bank, df, tag, meta)
-    ns = negation_study(ctx, bank, st, df, all_ids, labels, tag, meta)
-    html = report.filters_page(ctx, bank, st.rows, st.shares, df, ns.rows, ns.summary, ns.changes, ns.pairs,
-                               ns.ids, all_ids)
-    html_path = report.save(ctx, out / f"filters{tag}.html", html, meta)
-    report.print_summary(ctx, bank, st.shares, ns.rows, ns.summary, ns.changes, ns.pairs, ns.ids, all_ids, html_path)
-    return st.path

@@ -1,0 +1,104 @@
+"""The built-in methods, each registered under its name with the one signature of `methods.spec`.
+
+Each entry is a thin adapter from a `MethodCall` to the family module that implements the equation:
+path.py (the four path methods, one sweep), layer_ig.py, propagation.py (DeepLIFT, LRP), ablation.py,
+selectivity.py; `random` is defined here (the only implementation: every study that wants random scores or
+random orders draws them through `random_scores`).
+"""
+from __future__ import annotations
+
+import torch
+
+from neuronimp.errors import UsageError
+from neuronimp.hooks import capture
+from neuronimp.methods.ablation import ablation_value, single_unit_drop
+from neuronimp.methods.layer_ig import layer_ig
+from neuronimp.methods.propagation import deeplift, lrp
+from neuronimp.methods.selectivity import selectivity_index
+from neuronimp.methods.spec import MethodCall, method
+
+for _name, _help, _delta in (
+    ("activation", "sum over positions of the unit's activation y(x)", None),
+    ("grad_x_act", "sum over positions of y(x) * dF/dy(x)", None),
+    ("internal_influence", "path-integrated gradient dF/dy along x' -> x (Leino et al. 2018)", None),
+    ("conductance", "total conductance = neuron integrated gradients (Dhamdhere et al. 2018 eq. 3, "
+                    "Shrikumar et al. 2018)", "difference"),
+):
+    method(_name, help=_help, path=True, delta=_delta)(None)
+
+
+def random_scores(ids: torch.Tensor, units: int, seed: int, draw: int = 0) -> torch.Tensor:
+    """Uniform scores [B, U] in [0, 1), reproducible per input id, seed and draw (so shards agree with one run).
+
+    Input i of draw d uses the generator seed (seed * 1000 + d) * 1_000_003 + i.
+    """
+    rows = [torch.rand(units, generator=torch.Generator().manual_seed((seed * 1000 + draw) * 1_000_003 + int(i)))
+            for i in ids]
+    return torch.stack(rows) if rows else torch.zeros(0, units)
+
+
+def _difference(call: MethodCall, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores, sum_u scores - (F(x) - F(x'))): the completeness residual of a method that should sum to it."""
+    f, f0 = call.outputs()
+    return s, s.sum(1) - (f - f0).to(s)
+
+
+@method("layer_ig", help="integrated gradients on a straight line in the layer's own space", delta="difference")
+def _layer_ig(call: MethodCall) -> tuple[torch.Tensor, torch.Tensor]:
+    s = layer_ig(call.probe, call.x, call.baseline, call.target, call.grid, call.params.step_chunk)
+    return _difference(call, s)
+
+
+@method("deeplift", help="DeepLIFT rescale contributions at the layer (Captum LayerDeepLift)", delta="difference")
+def _deeplift(call: MethodCall) -> tuple[torch.Tensor, torch.Tensor]:
+    return _difference(call, deeplift(call.model, call.layer, call.x, call.baseline, call.target))
+
+
+def _lrp(rule: str):  # noqa: ANN202 - a registered adapter
+    def fn(call: MethodCall) -> tuple[torch.Tensor, torch.Tensor]:
+        s = lrp(call.model, call.layer, call.x, call.target, rule, call.params.lrp_epsilon, call.params.lrp_gamma)
+        return s, s.sum(1) - call.outputs()[0].to(s)  # relevance is conserved: sum_u R_u = F(x) up to absorbed terms
+
+    return fn
+
+
+for _rule, _help in (("lrp_epsilon", "LRP epsilon-rule relevance at the layer (Bach et al. 2015)"),
+                     ("lrp_gamma", "LRP gamma-rule relevance at the layer (Montavon et al. 2019)"),
+                     ("lrp_zplus", "LRP z+ rule = deep Taylor decomposition (Montavon et al. 2017)")):
+    method(_rule, help=_help, delta="output")(_lrp(_rule))
+
+
+def _ablation(kind: str):  # noqa: ANN202 - a registered adapter
+    def fn(call: MethodCall) -> torch.Tensor:
+        probe = call.probe
+        with torch.no_grad():
+            a = probe.prefix(call.x)
+            a0 = probe.prefix(call.baseline.expand_as(call.x)) if kind == "baseline" else None
+        mean = call.stats.mean if call.stats is not None else None
+        if kind == "mean" and mean is None:
+            raise UsageError("method ablation_mean needs dataset statistics of the layer")
+        return single_unit_drop(probe, call.x, call.target, ablation_value(kind, a, mean, a0), a=a)
+
+    return fn
+
+
+for _kind, _help in (("zero", "set to zero"), ("mean", "set to its dataset mean"),
+                     ("baseline", "set to its value at the baseline")):
+    method(f"ablation_{_kind}", help=f"drop of the target logit when the unit alone is {_help}",
+           needs_stats=_kind == "mean")(_ablation(_kind))
+
+
+@method("selectivity", help="class selectivity index (Morcos et al. 2018 eq. 1), the same for every input",
+        needs_stats=True)
+def _selectivity(call: MethodCall) -> torch.Tensor:
+    if call.stats is None:
+        raise UsageError("method selectivity needs class-conditional statistics of the layer")
+    return selectivity_index(call.stats.class_means).to(call.x).unsqueeze(0).expand(call.x.shape[0], -1)
+
+
+@method("random", help="uniform random scores, seeded per input (a control)")
+def _random(call: MethodCall) -> torch.Tensor:
+    with capture(call.model, [call.layer]) as out, torch.no_grad():
+        call.model(call.x[:1])
+    units = out[call.layer].shape[1]
+    return random_scores(call.ids, units, call.params.random_seed).to(call.x)

@@ -1,0 +1,20 @@
+"""The parameters every importance method reads: a small frozen dataclass (methods never see the config).
+
+`neuronimp.config.AttributionCfg` validates the same fields from YAML and turns into this with `.params()`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MethodParams:
+    """Integration grid, memory chunking, tolerances and rule constants of the methods."""
+
+    n_steps: int = 50                # intervals of the path grid (Dhamdhere et al. eq. 3 discretised)
+    rule: str = "trapezoid"          # riemann_left | trapezoid | gauss_legendre (methods/grid.py)
+    step_chunk: int = 16             # interpolation points per forward/backward pass
+    delta_tolerance: float = 0.05    # |completeness delta| / |F(x) - F(x')| above which a run warns
+    lrp_epsilon: float = 1e-6
+    lrp_gamma: float = 0.25
+    random_seed: int = 0
