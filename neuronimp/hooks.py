@@ -91,6 +91,20 @@ def module_attrs(modules: dict[nn.Module, dict[str, Any]]) -> Iterator[None]:
                 setattr(m, k, old)
 
 
+@contextmanager
+def not_inplace(model: nn.Module) -> Iterator[None]:
+    """Every module's `inplace` flag off inside the block (restored afterwards): an in-place ReLU would overwrite
+    the activation a hook records at the layer before it."""
+    flags = [m for m in model.modules() if getattr(m, "inplace", False) is True]
+    try:
+        for m in flags:
+            m.inplace = False
+        yield
+    finally:
+        for m in flags:
+            m.inplace = True
+
+
 class StopForward(Exception):
     """Raised by a hook to end a forward pass early once the wanted activation is recorded."""
 

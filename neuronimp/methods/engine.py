@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from neuronimp.hooks import not_inplace
 from neuronimp.methods import catalog  # noqa: F401 - registers the built-in methods
 from neuronimp.methods.grid import make_grid, suggest_steps
 from neuronimp.methods.params import MethodParams
@@ -92,7 +93,17 @@ def compute_scores(
     stats: dict[str, LayerStats] | None = None,
     probes: dict[str, Probe] | None = None,
 ) -> Scores:
-    """Scores of every (layer, method) for the batch x [B, ...] against `target` [B] (module docstring)."""
+    """Scores of every (layer, method) for the batch x [B, ...] against `target` [B] (module docstring).
+
+    A model with in-place activations is scored with them switched off for the call (and restored).
+    """
+    with not_inplace(model):
+        return _compute(model, x, baseline, target, layers, methods, params, ids, stats, probes)
+
+
+def _compute(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor, layers: list[str],
+             methods: list[str], params: MethodParams, ids: torch.Tensor | None,
+             stats: dict[str, LayerStats] | None, probes: dict[str, Probe] | None) -> Scores:
     specs = [spec(m) for m in methods]
     grid = make_grid(params.rule, params.n_steps)
     out = Scores()

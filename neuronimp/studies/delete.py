@@ -17,6 +17,7 @@ delete_selectivity_correlation; figures delete_*.png (`studies.delete_figures`).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
