@@ -76,9 +76,9 @@ def _optimizer(params: list[nn.Parameter], cfg: TrainCfg) -> torch.optim.Optimiz
 
 def _max_norm(model: nn.Module, limit: float) -> None:
     """Kim (2014): rescale each row of the last linear layer's weight to L2 norm <= limit."""
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    with torch.no_grad():
-        last.weight.copy_(torch.renorm(last.weight, p=2, dim=0, maxnorm=limit))
+    from neuronimp.models.kim_cnn import apply_max_norm
+
+    apply_max_norm([m for m in model.modules() if isinstance(m, nn.Linear)][-1], limit)
 
 
 def fit(

@@ -102,7 +102,7 @@ def run_study(name: str, ctx: Context, shard: Shard = Shard(), *, write: bool = 
     if write:
         meta = {"command": study.name, "shard": str(shard), **out.meta}
         for t, df in res.tables.items():
-            if t != res.main and df.empty and len(df.columns) == 0:
+            if t != res.main and df.empty and (len(df.columns) == 0 or t in study.optional):
                 continue  # a table this run did not make (e.g. logits when not recorded)
             path = write_table(df, ctx.out / f"{t}{shard.tag}", cfg.runner.format)
             ctx.write_meta(path, {**meta, "table": t, "rows": len(df), "sha256": file_digest(path)})

@@ -50,6 +50,7 @@ class Ablate(Study):
     section = AblateCfg
     tables = ("ablate", "ablate_logits")
     columns = {"ablate_logits": LOGIT_COLUMNS}
+    optional = ("ablate_logits",)  # only with ablate.record_logits
 
     def check(self, ctx: Any) -> None:
         """Random orders need draws; layer names resolve (an unknown one lists the layers)."""

@@ -51,6 +51,7 @@ class Study:
     section: ClassVar[type | None] = None          # pydantic model of the config section `<name>:`
     tables: ClassVar[tuple[str, ...]] = ()          # row tables written from the batches; tables[0] is the main
     columns: ClassVar[dict[str, list[str]]] = {}    # column order of row tables (an empty table keeps them)
+    optional: ClassVar[tuple[str, ...]] = ()        # row tables not written when a run makes no rows for them
     unit: ClassVar[str] = "img"                     # what an item is, for the progress bar
     aggregates: ClassVar[dict[str, Rebuild | str]] = {}  # aggregate tables: how merge rebuilds them, or advice
     section_key: ClassVar[str] = ""                # config key of the section (default: the name)
