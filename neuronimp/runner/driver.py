@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from neuronimp.config import study_sections
 from neuronimp.runner.context import Context, file_digests
 from neuronimp.runner.io import write_table, write_text
 from neuronimp.digest import file_digest, fingerprint
@@ -34,14 +35,31 @@ def config_key(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def run_key(study: str, cfg: Any) -> str:
+def run_key(study: str, cfg: Any, ignore: tuple[str, ...] = ()) -> str:
     """The one resume key: study, resolved config (less runner-only settings) and every input file's SHA-256.
 
     Used by the part-file manifests and by the launchers' done markers: a checkpoint retrained at the same
-    path changes the key, so nothing computed with the old one is reused.
+    path changes the key, so nothing computed with the old one is reused. A study reads the common sections
+    and its own, so the sections of other studies are left out: registering a plug-in (whose section every
+    config then carries) changes no other study's key. `ignore`: dotted config keys that cannot change the
+    rows (the study's `not_in_key`), left out of the part files' key only.
     """
-    return fingerprint({"study": study, "config": config_key(cfg.model_dump(mode="json")),
-                        "files": file_digests(cfg)})
+    own = (STUDIES.get(study).section_key or study) if study in STUDIES else None
+    others = set(study_sections()) - {own}
+    config = {k: v for k, v in config_key(cfg.model_dump(mode="json")).items() if k not in others}
+    for dotted in ignore:
+        config = _without(config, dotted.split("."))
+    return fingerprint({"study": study, "config": config, "files": file_digests(cfg)})
+
+
+def _without(tree: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    """A copy of `tree` without the entry at `path` (unchanged when there is none)."""
+    head, rest = path[0], path[1:]
+    if not rest:
+        return {k: v for k, v in tree.items() if k != head}
+    if not isinstance(tree.get(head), dict):
+        return tree
+    return {**tree, head: _without(tree[head], rest)}
 
 
 @dataclass
@@ -89,7 +107,7 @@ def run_study(name: str, ctx: Context, shard: Shard = Shard(), *, write: bool = 
     bs = study.batch_size(ctx)
     if write:
         parts = ctx.out / "parts" / f"{study.name}{shard.tag}"
-        frames = run_parts(items, work, parts, bs, run_key(study.name, cfg), study.tables, desc=study.name,
+        frames = run_parts(items, work, parts, bs, run_key(study.name, cfg, study.not_in_key), study.tables, desc=study.name,
                            show=show, unit=study.unit)
     else:
         frames = run_memory(items, work, bs, study.tables, desc=study.name, show=show, unit=study.unit)

@@ -134,10 +134,10 @@ def filter_flow(model: nn.Module, bank: FilterBank, x: torch.Tensor, baseline: t
     """Total conductance of every filter to F for a batch of embedded sentences x [B, C, L, D]."""
     module, layer = head(model, target)
     t, pred = targets(model, x, target)
-    s = compute_scores(module, x, baseline, t, [layer], ["conductance"], cfg, warn=False)
+    s = compute_scores(module, x, baseline, t, [layer], ["conductance"], cfg)
     act, start = fired(model, bank, x)
     return Flow(s.scores[(layer, "conductance")].detach(), act, start, s.f_input.detach(), t, pred,
-                s.deltas[layer].detach())
+                s.deltas[(layer, "conductance")].detach())
 
 
 def token_conductance(model: nn.Module, bank: FilterBank, unit: int, x: torch.Tensor, baseline: torch.Tensor,

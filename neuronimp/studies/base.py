@@ -55,6 +55,8 @@ class Study:
     unit: ClassVar[str] = "img"                     # what an item is, for the progress bar
     aggregates: ClassVar[dict[str, Rebuild | str]] = {}  # aggregate tables: how merge rebuilds them, or advice
     section_key: ClassVar[str] = ""                # config key of the section (default: the name)
+    not_in_key: ClassVar[tuple[str, ...]] = ()     # dotted config keys that cannot change rows (kept out of
+                                                   # the part files' resume key, e.g. "delete.figures")
 
     def check(self, ctx: Any) -> None:
         """Usage errors the config schema cannot see (raise UsageError), before any work."""

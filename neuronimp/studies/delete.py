@@ -119,6 +119,7 @@ class Delete(Study):
     tables = ("delete_curves", "delete_units", "delete_networks")
     columns = {f"delete_{k}": v for k, v in COLUMNS.items()}
     unit = "net"
+    not_in_key = ("delete.figures",)  # figures are drawn from the tables: toggling them keeps the parts
     aggregates = {"delete_auc_by_corruption": Rebuild("delete_auc", lambda auc: by_corruption(auc, AUC_GROUP)),
                   "delete_gap_correlation": Rebuild("delete_auc", lambda auc: gap_correlation(auc, AUC_GROUP))}
 

@@ -44,8 +44,13 @@ def test_ablate_end_to_end(tmp_path: Path) -> None:
     # 5 images x (2 methods + 2 random draws) x 3 ablations
     assert len(df) == 5 * 4 * 3
     for col in ("image_id", "true_label", "predicted_label", "layer", "method", "k_flip", "flipped", "new_label",
-                "ablation", "draw", "never_flips", "score_drop_spearman"):
+                "ablation", "draw", "never_flips", "score_drop_spearman", "delta", "rel_delta"):
         assert col in df.columns
+    # the completeness delta of the order's method: conductance has one, grad_x_act and random have none
+    cond = df[df.method == "conductance"]
+    assert cond.delta.notna().all() and (cond.rel_delta >= 0).all()
+    assert df[df.method != "conductance"][["delta", "rel_delta"]].isna().all().all()
+    assert (cond.groupby("image_id").delta.nunique() == 1).all()  # one delta per image, whatever the ablation
     assert set(df.ablation) == {"zero", "mean", "baseline"} and set(df[df.method == "random"].draw) == {0, 1}
     assert (df.flipped == df.k_flip.notna()).all()
     assert ((df.k_flip[df.flipped] >= 1) & (df.k_flip[df.flipped] <= df.max_k[df.flipped])).all()
@@ -76,7 +81,7 @@ def test_ablate_end_to_end(tmp_path: Path) -> None:
     from neuronimp.methods import compute_scores
 
     s = compute_scores(model, x, torch.zeros_like(x), torch.tensor([int(r.predicted_label)]), ["relu2"],
-                       ["grad_x_act"], cfg.attribution.model_copy(update={"n_steps": 4}), warn=False)
+                       ["grad_x_act"], cfg.attribution.model_copy(update={"n_steps": 4}).params())
     order = rank_units(s.scores[("relu2", "grad_x_act")])[0]
     want = None
     with torch.no_grad():

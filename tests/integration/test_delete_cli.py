@@ -54,7 +54,7 @@ def test_delete_cli_tables_figures_and_resume(tmp_path: Path) -> None:
     sc = pd.read_csv(out / "delete_selectivity_correlation.csv")
     assert len(sc) == 4 * 2 * 2 and sc["spearman_rho"].dropna().between(-1, 1).all()
     meta = json.loads((out / "delete_curves.meta.json").read_text())
-    assert meta["config"]["delete"]["corruptions"] == [0.0, 1.0] and meta["table"] == "curves"
+    assert meta["config"]["delete"]["corruptions"] == [0.0, 1.0] and meta["table"] == "delete_curves"
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert "delete_selectivity.png" in pngs and "delete_auc_gap.png" in pngs
     assert any(p.startswith("delete_curves_digits_mlp") for p in pngs)
@@ -62,7 +62,13 @@ def test_delete_cli_tables_figures_and_resume(tmp_path: Path) -> None:
     # resume: the cached networks are loaded, not retrained; a lost part is recomputed identically
     ckpts = {p: p.stat().st_mtime_ns for p in (out / "networks").glob("*.pt")}
     assert len(ckpts) == 4
-    (out / "parts" / "delete" / "batch-000002.csv").unlink()
+    parts = out / "parts" / "delete"
+    (parts / "batch-000002.delete_curves.csv").unlink()  # a part file lost while its batch record remains
+    lost = _run(out, "--set", "delete.figures=false")
+    assert lost.exit_code == 2 and "batch-000002.delete_curves.csv is missing" in lost.output
+    assert len([l for l in lost.output.splitlines() if l.strip()]) == 1
+    for p in parts.glob("batch-000002.*"):  # the whole batch lost: it is recomputed
+        p.unlink()
     res2 = _run(out, "--set", "delete.figures=false")  # figures do not shape rows: the parts are still valid
     assert res2.exit_code == 0, res2.output
     assert {p: p.stat().st_mtime_ns for p in (out / "networks").glob("*.pt")} == ckpts

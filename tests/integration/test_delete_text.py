@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from neuronimp.cli import app
-from neuronimp.commands import delete
+from neuronimp.studies import STUDIES, delete
 from neuronimp.config import load_config
 from neuronimp.data.sentences import default_root
 from neuronimp.methods.baselines import channel_mean
@@ -66,7 +66,7 @@ def test_delete_text_trains_caches_and_uses_the_networks_embedding(config: Path)
     ckpts = sorted((out / "networks").glob("*.pt"))
     assert len(ckpts) == 2
     for row in nets.itertuples():
-        net = next(n for n in delete.networks(ctx) if n["corruption"] == row.corruption)
+        net = next(n for n in STUDIES.get("delete").items(ctx) if n["corruption"] == row.corruption)
         path = Path(row.checkpoint)
         # the checkpoint holds the embedding and the model (tensors only), and the embedding was trained
         state = torch.load(path, map_location="cpu", weights_only=True)["model"]
@@ -113,7 +113,7 @@ def test_delete_text_trains_caches_and_uses_the_networks_embedding(config: Path)
 def test_delete_text_mean_baseline_uses_the_networks_embedding(config: Path) -> None:
     cfg = load_config(config, overrides=["attribution.baseline=mean"])
     ctx = build_context(cfg)
-    net = delete.networks(ctx)[0]
+    net = STUDIES.get("delete").items(ctx)[0]
     torch.manual_seed(1)
     bundle = delete.network_bundle(ctx, net["model"], net["options"])
     ids = torch.stack([ctx.data.train[i][0] for i in range(len(ctx.data.train))])          # N x L

@@ -49,12 +49,13 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def parts_of(out: Path) -> list[Path]:
-    d = out / "parts" / "scores"
-    return sorted(d.glob("batch-*.csv")) if d.is_dir() else []
+    """The records of the finished batches (a batch is done once its record, written last, exists)."""
+    d = out / "parts" / "score"
+    return sorted(d.glob("batch-*.json")) if d.is_dir() else []
 
 
 def start_and_kill(out: Path, after_parts: int) -> int:
-    """Start a run, SIGKILL it once `after_parts` part files exist; returns the part count at the kill."""
+    """Start a run, SIGKILL it once `after_parts` batches are done; returns the done batches at the kill."""
     proc = subprocess.Popen(cli(*score_args(out, KILL_SETS)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
@@ -74,14 +75,16 @@ def test_kill_9_then_resume_gives_the_same_bytes(reference: Path, tmp_path: Path
     total = len(parts_of(reference))  # 30 batches
     first = start_and_kill(out, 3)
     assert first < total and not (out / "scores.csv").exists()
-    for p in parts_of(out):  # every part file is whole: the same bytes as the uninterrupted run's
-        assert p.read_bytes() == (reference / "parts" / "scores" / p.name).read_bytes(), p.name
+    files = sorted((out / "parts" / "score").glob("batch-*"))
+    assert len(files) >= 2 * first  # each done batch: its record and its part file
+    for p in files:  # every record and part file is whole: the same bytes as the uninterrupted run's
+        assert p.read_bytes() == (reference / "parts" / "score" / p.name).read_bytes(), p.name
     second = start_and_kill(out, first + 4)  # resumes, then dies again
     assert first + 4 <= second < total
     proc = run_score(out, KILL_SETS)
     assert f"{second} of {total} batches already done" in proc.stderr
     assert (out / "scores.csv").read_bytes() == (reference / "scores.csv").read_bytes()
-    assert not list((out / "parts" / "scores").glob(".*.tmp"))
+    assert not list((out / "parts" / "score").glob(".*.tmp"))
 
 
 def test_same_config_and_seed_give_identical_bytes(reference: Path, tmp_path: Path) -> None:

@@ -186,8 +186,9 @@ def test_nan_inputs_are_refused_naming_the_ids(tmp_path: Path) -> None:
     _mnist_folder(tmp_path / "mnist", images)
     assert_one_line_error(*score(CONFIG, out, *_mnist_args(root)), "input ids 4 contain NaN")
     assert not (out / "scores.csv").exists()
-    assert sorted(p.name for p in (out / "parts" / "scores").iterdir()) == [
-        "batch-000000.csv", "batch-000001.csv", "manifest.json"]
+    assert sorted(p.name for p in (out / "parts" / "score").iterdir()) == [
+        "batch-000000.json", "batch-000000.scores.csv", "batch-000001.json", "batch-000001.scores.csv",
+        "manifest.json"]
 
 
 # ---------------------------------------------------------------- output folders

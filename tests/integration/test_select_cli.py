@@ -70,6 +70,10 @@ def test_rows_and_numbers(setup: dict) -> None:
     meta = json.loads((setup["out"] / "select.meta.json").read_text())
     assert meta["config"]["select"]["ks"] == [1, 4] and meta["command"] == "select"
     assert set(meta["max_rel_delta"]) == {"relu1", "relu2"} and all(v >= 0 for v in meta["max_rel_delta"].values())
+    # every row carries conductance's largest relative delta at its layer in its draw; the meta has the maximum
+    assert df.max_rel_delta.notna().all() and (df.max_rel_delta >= 0).all()
+    assert (df.groupby(["draw", "layer"]).max_rel_delta.nunique() == 1).all()
+    assert meta["max_rel_delta"] == pytest.approx(df.groupby("layer").max_rel_delta.max().to_dict(), rel=1e-6)
     s = pd.read_csv(setup["out"] / "select_summary.csv")
     assert set(s.n) == {4}  # 2 draws x 2 splits
     md = (setup["out"] / "select_summary.md").read_text()

@@ -13,11 +13,12 @@ import yaml
 from typer.testing import CliRunner
 
 from neuronimp.cli import app
-from neuronimp.commands import explain, filters
+from neuronimp.commands import explain
 from neuronimp.config import load_config
 from neuronimp.data.sentences import default_root
 from neuronimp.errors import UsageError
 from neuronimp.runner.context import build_context
+from neuronimp.runner.driver import run_study
 from neuronimp.runner.shards import Shard
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_filters_writes_signs_shares_and_negation(trained: Path, capsys: pytest.CaptureFixture) -> None:
     ctx = build_context(load_config(trained))
-    path = filters.run(ctx, Shard())
+    path = run_study("filters", ctx, Shard()).paths["filter_signs"]
     out = ctx.out
     cond = pd.read_csv(out / "filter_conductance.csv")
     assert len(cond) == 60 * 12 and cond["filter"].nunique() == 12
@@ -97,10 +98,10 @@ def test_explain_token_conductance_sums_to_the_filter(trained: Path) -> None:
 
 def test_filters_refuses_other_layers_and_models(trained: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="filter layer only"):
-        filters.run(build_context(load_config(trained, ["layers=[pool.conv3]"])), Shard())
+        run_study("filters", build_context(load_config(trained, ["layers=[pool.conv3]"])), Shard())
     cfg = load_config(None, ["model.name=digits_mlp", "data.name=digits", "layers=[]", f"runner.out={tmp_path}"])
     with pytest.raises(UsageError, match="needs a Kim CNN"):
-        filters.run(build_context(cfg), Shard())
+        run_study("filters", build_context(cfg), Shard())
 
 
 def test_ablate_runs_on_the_filter_layer(trained: Path, tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from neuronimp.hooks import replace_output
 from neuronimp.methods import compute_scores
 from neuronimp.methods.ablation import single_unit_drop
 from neuronimp.probe import Probe
-from neuronimp.studies.flips import (ImageBatch, average_ranks, rank_positions, rank_units, spearman, summarize,
-                                      unit_drops)
+from neuronimp.studies.flips import (ImageBatch, average_ranks, rank_positions, rank_units, spearman,
+                                     summarize)
 from neuronimp.studies.flips import ablation_rows as _rows
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -95,7 +95,7 @@ def test_conductance_order_through_the_engine() -> None:
     # conductance of unit u is exactly a_u(x) - a_u(0) = a_u: the hand order u0, u3, u1, u2 again.
     m, x = toy(), X[:1]
     s = compute_scores(m, x, torch.zeros_like(x), torch.tensor([0]), ["1"], ["conductance"],
-                       AttributionCfg(n_steps=8), warn=False).scores[("1", "conductance")]
+                       AttributionCfg(n_steps=8).params()).scores[("1", "conductance")]
     torch.testing.assert_close(s, x)
     rows = run(m, "1", x, {("conductance", 0): s}, {"zero": torch.zeros(1, 4).double()})
     assert rows[0]["k_flip"] == 2
@@ -172,10 +172,23 @@ def test_unit_drops_and_rank_correlation() -> None:
     m = Net(False).double().eval()
     x = torch.randn(4, 2, 5, 5, dtype=torch.float64)
     probe, batch = batch_of(m, "relu1", x)
+    zero = torch.zeros_like(batch.a[:1])
     with torch.no_grad():
-        got = unit_drops(probe, batch, torch.zeros_like(batch.a[:1]), max_rows=5)
-        want = single_unit_drop(probe, x, batch.target, torch.zeros_like(batch.a[:1]))
+        # the study's call (cached activation, small suffix batches) equals the plain call ...
+        got = single_unit_drop(probe, x, batch.target, zero, a=batch.a, max_rows=5)
+        want = single_unit_drop(probe, x, batch.target, zero)
+        # ... and the full model re-run with one unit zeroed by a forward hook
+        f0 = m(x).gather(1, batch.target.unsqueeze(1)).squeeze(1)
+        naive = torch.empty(4, 12, dtype=torch.float64)
+        for u in range(12):
+            def patch(out: torch.Tensor, u: int = u) -> torch.Tensor:
+                out = out.clone()
+                out[:, u] = 0
+                return out
+            with replace_output(m, "relu1", patch):
+                naive[:, u] = f0 - m(x).gather(1, batch.target.unsqueeze(1)).squeeze(1)
     torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got, naive)
     s = torch.randn(4, 12)
     s[0, :3] = s[0, 3]  # ties: average ranks, as scipy
     rho = spearman(s, got)

@@ -51,7 +51,7 @@ def test_cumulative_ablation_on_a_hand_made_network() -> None:
                        score_baseline=torch.zeros_like(x[:1]), num_classes=2)
     cfg = DeleteCfg(orders=["activation:most", "activation:least", "random"], ablation=["zero", "mean"],
                     n_levels=5, random_draws=2, selectivity=False)
-    rows = list(delete_study(model, ["1"], data, cfg, AttributionCfg(n_steps=4), seed=0))
+    rows = list(delete_study(model, ["1"], data, cfg, AttributionCfg(n_steps=4).params(), "predicted", seed=0))
     df = pd.DataFrame(rows)
     assert set(df["table"]) == {"curves"}
 
@@ -155,7 +155,7 @@ def test_delete_study_units_table_and_accuracy_drop_order() -> None:
     data = NetworkData(splits={"train": (x, y), "test": (x[:1], y[:1])}, stats_x=x, classes=(x, y),
                        score=(x, y), score_baseline=torch.zeros_like(x), num_classes=2)
     cfg = DeleteCfg(orders=["accuracy_drop", "selectivity:least"], n_levels=5, selectivity=True)
-    df = pd.DataFrame(delete_study(model, ["1"], data, cfg, AttributionCfg(), seed=0))
+    df = pd.DataFrame(delete_study(model, ["1"], data, cfg, AttributionCfg().params(), "predicted", seed=0))
     units = df[df.table == "units"].set_index("unit")
     # Train accuracy 0.5 unablated. Unit 0 alone: input 1 sum 1.75 < 2 goes wrong, input 2 sum 3.2 stays
     # wrong -> drop 0.5. Unit 2 alone: input 2 sum 0.3 < 2 becomes right -> drop -0.5. Units 1, 3: no change.
@@ -231,7 +231,8 @@ def test_delete_config_checks_orders() -> None:
 
 
 def test_corruption_fraction_and_seeding() -> None:
-    from neuronimp.commands.delete import corrupted_train, networks
+    from neuronimp.studies import STUDIES
+    from neuronimp.studies.delete import corrupted_train
     from neuronimp.data import labels_of
     from neuronimp.runner.context import build_context
 
@@ -239,7 +240,7 @@ def test_corruption_fraction_and_seeding() -> None:
                         "delete": {"corruptions": [0.0, 0.5, 1.0], "seeds": [0, 1]},
                         "train": {"epochs": 1}, "runner": {"progress": False, "out": "/nonexistent"}})
     ctx = build_context(cfg)
-    nets = networks(ctx)
+    nets = STUDIES.get("delete").items(ctx)
     assert [(n["corruption"], n["seed"]) for n in nets] == [(c, s) for c in (0.0, 0.5, 1.0) for s in (0, 1)]
     y = labels_of(ctx.data.train)
     n = len(y)
@@ -276,9 +277,9 @@ def test_engine_scores_average_over_batches_with_a_shared_baseline() -> None:
     model = summing_net()
     x = torch.randn(5, 4, dtype=torch.float64)
     s = engine_scores(model, ["1"], "activation", x, torch.zeros(1, 4, dtype=torch.float64),
-                      torch.ones(5, dtype=torch.long), AttributionCfg(n_steps=4), {}, batch=2)
+                      torch.ones(5, dtype=torch.long), AttributionCfg(n_steps=4).params(), {}, batch=2)
     assert torch.allclose(s["1"], torch.relu(x).mean(0))  # activation score = y(x), averaged over 3 batches
     # conductance to logit 1 = sum(h) from a zero baseline: each unit's own h (completeness, linear suffix)
     c = engine_scores(model, ["1"], "conductance", x, torch.zeros(1, 4, dtype=torch.float64),
-                      torch.ones(5, dtype=torch.long), AttributionCfg(n_steps=4), {}, batch=2)
+                      torch.ones(5, dtype=torch.long), AttributionCfg(n_steps=4).params(), {}, batch=2)
     assert torch.allclose(c["1"], torch.relu(x).mean(0), atol=1e-9)

@@ -78,9 +78,9 @@ def test_hooks_removed_and_weights_untouched_after_success_and_error() -> None:
     m = toy_cnn()
     before = {k: v.clone() for k, v in m.state_dict().items()}
     x = torch.randn(2, 2, 8, 8, dtype=torch.float64)
-    cfg = AttributionCfg(n_steps=4)
+    cfg = AttributionCfg(n_steps=4).params()
     compute_scores(m, x, torch.zeros_like(x), torch.zeros(2, dtype=torch.long), ["1", "3"],
-                   ["conductance", "layer_ig", "deeplift", "ablation_zero", "lrp_epsilon"], cfg, warn=False)
+                   ["conductance", "layer_ig", "deeplift", "ablation_zero", "lrp_epsilon"], cfg)
 
     class Boom(nn.Module):
         def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -103,7 +103,7 @@ def test_layer_ig_matches_captum() -> None:
     x = torch.randn(3, 2, 8, 8, dtype=torch.float64)
     b = torch.full_like(x, -0.2)
     t = torch.tensor([2, 0, 1])
-    cfg = AttributionCfg(n_steps=16, rule="riemann_left")
+    cfg = AttributionCfg(n_steps=16, rule="riemann_left").params()
     ours = compute_scores(m, x, b, t, ["1"], ["layer_ig"], cfg).scores[("1", "layer_ig")]
     want = LayerIntegratedGradients(m, m[1]).attribute(x, b, target=t, n_steps=16, method="riemann_left")
     torch.testing.assert_close(ours, want.flatten(2).sum(2), atol=1e-5, rtol=0)
@@ -114,7 +114,7 @@ def test_deeplift_matches_captum_and_sums_to_output_difference() -> None:
     x = torch.randn(5, 6, dtype=torch.float64)
     b = torch.zeros_like(x)
     t = torch.tensor([0, 1, 2, 0, 1])
-    ours = compute_scores(m, x, b, t, ["3"], ["deeplift"], AttributionCfg()).scores[("3", "deeplift")]
+    ours = compute_scores(m, x, b, t, ["3"], ["deeplift"], AttributionCfg().params()).scores[("3", "deeplift")]
     want = LayerDeepLift(m, m[3]).attribute(x, b, target=t)
     torch.testing.assert_close(ours, want, atol=1e-5, rtol=0)
     diff = (m(x) - m(b)).gather(1, t[:, None]).squeeze(1).detach()
@@ -127,7 +127,8 @@ def test_lrp_epsilon_conserves_relevance_without_biases() -> None:
                       nn.Linear(4, 3, bias=False)).double().eval()
     x = torch.rand(4, 6, dtype=torch.float64)
     t = torch.zeros(4, dtype=torch.long)
-    s = compute_scores(m, x, torch.zeros_like(x), t, ["1"], ["lrp_epsilon", "lrp_zplus"], AttributionCfg(lrp_epsilon=1e-9))
+    s = compute_scores(m, x, torch.zeros_like(x), t, ["1"], ["lrp_epsilon", "lrp_zplus"],
+                       AttributionCfg(lrp_epsilon=1e-9).params())
     torch.testing.assert_close(s.scores[("1", "lrp_epsilon")].sum(1), m(x)[:, 0].detach(), atol=1e-6, rtol=0)
     assert s.scores[("1", "lrp_zplus")].shape == (4, 8)
 
@@ -136,7 +137,8 @@ def test_single_unit_zero_ablation_of_last_hidden_layer_by_hand() -> None:
     m = toy_mlp()
     x = torch.randn(3, 6, dtype=torch.float64)
     t = torch.tensor([0, 2, 1])
-    s = compute_scores(m, x, torch.zeros_like(x), t, ["3"], ["ablation_zero", "ablation_baseline"], AttributionCfg())
+    s = compute_scores(m, x, torch.zeros_like(x), t, ["3"], ["ablation_zero", "ablation_baseline"],
+                       AttributionCfg().params())
     y = m[:4](x).detach()
     y0 = m[:4](torch.zeros_like(x)).detach()
     w = m[4].weight[t].detach()  # [B, U]
@@ -180,7 +182,7 @@ def test_neuron_conductance_matches_captum_and_sums_to_total() -> None:
 def test_random_scores_depend_on_input_id_not_batch() -> None:
     m = toy_mlp()
     x = torch.randn(4, 6, dtype=torch.float64)
-    cfg = AttributionCfg(random_seed=7)
+    cfg = AttributionCfg(random_seed=7).params()
     t = torch.zeros(4, dtype=torch.long)
     a = compute_scores(m, x, torch.zeros_like(x), t, ["1"], ["random"], cfg, ids=torch.arange(4)).scores[("1", "random")]
     b = compute_scores(m, x[2:], torch.zeros_like(x[2:]), t[2:], ["1"], ["random"], cfg,

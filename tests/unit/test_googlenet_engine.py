@@ -69,10 +69,10 @@ def test_googlenet_layer_matches_captum(googlenet: nn.Module) -> None:
     x, b = _inputs(64, n=1)  # small images keep this fast; the graph is the same
     t = m(x).argmax(1)
     n = 6
-    cfg = AttributionCfg(n_steps=n, rule="riemann_left", step_chunk=4)
+    cfg = AttributionCfg(n_steps=n, rule="riemann_left", step_chunk=4).params()
     layer = "inception4d"
     s = compute_scores(m, x, b, t, [layer], ["activation", "grad_x_act", "internal_influence", "conductance",
-                                             "deeplift"], cfg, warn=False)
+                                             "deeplift"], cfg)
     mod = m.get_submodule(layer)
     unit = lambda a: a.detach().flatten(2).sum(2)  # noqa: E731
 
@@ -106,7 +106,7 @@ def test_googlenet_deeplift_sums_to_delta(googlenet: nn.Module, layer: str) -> N
     x, b = _inputs(64)
     t, diff = _target_and_diff(m, x, b)
     assert diff.abs().min() > 0.1  # clearly non-zero, so the relative error means something
-    s = compute_scores(m, x, b, t, [layer], ["deeplift"], AttributionCfg(), warn=False).scores[(layer, "deeplift")]
+    s = compute_scores(m, x, b, t, [layer], ["deeplift"], AttributionCfg().params()).scores[(layer, "deeplift")]
     assert ((s.sum(1) - diff).abs() / diff.abs()).max() < 1e-9
 
 
@@ -124,7 +124,7 @@ def test_inception_v3_deeplift_sums_to_delta(inception_v3: nn.Module) -> None:
     x, b = _inputs(75)
     t, diff = _target_and_diff(m, x, b)
     assert diff.abs().min() > 0.1
-    s = compute_scores(m, x, b, t, ["Mixed_5b"], ["deeplift"], AttributionCfg(), warn=False).scores[
+    s = compute_scores(m, x, b, t, ["Mixed_5b"], ["deeplift"], AttributionCfg().params()).scores[
         ("Mixed_5b", "deeplift")]
     assert ((s.sum(1) - diff).abs() / diff.abs()).max() < 1e-9
 
@@ -147,8 +147,8 @@ def test_googlenet_lrp_epsilon_conserves_relevance(googlenet: nn.Module, layer: 
         f = m(x)
     t = f.argmax(1)
     f = f.gather(1, t[:, None]).squeeze(1)
-    r = compute_scores(m, x, torch.zeros_like(x), t, [layer], ["lrp_epsilon"], AttributionCfg(lrp_epsilon=1e-9),
-                       warn=False).scores[(layer, "lrp_epsilon")]
+    r = compute_scores(m, x, torch.zeros_like(x), t, [layer], ["lrp_epsilon"],
+                       AttributionCfg(lrp_epsilon=1e-9).params()).scores[(layer, "lrp_epsilon")]
     assert ((r.sum(1) - f).abs() / f.abs()).max() < 1e-6
 
 
@@ -157,7 +157,8 @@ def test_lrp_at_an_inception_block(googlenet: nn.Module) -> None:
     m = googlenet
     x = torch.rand(1, 3, 64, 64, dtype=torch.float64)
     t = m(x).argmax(1)
-    s = compute_scores(m, x, torch.zeros_like(x), t, ["inception4d"], ["lrp_epsilon", "lrp_zplus"], AttributionCfg())
+    s = compute_scores(m, x, torch.zeros_like(x), t, ["inception4d"], ["lrp_epsilon", "lrp_zplus"],
+                       AttributionCfg().params())
     for meth in ("lrp_epsilon", "lrp_zplus"):
         r = s.scores[("inception4d", meth)]
         assert r.shape == (1, 528) and torch.isfinite(r).all() and r.abs().sum() > 0

@@ -57,7 +57,7 @@ def test_engine_deeplift_uses_the_adding_rule() -> None:
     nn.init.eye_(layer.weight)
     m = nn.Sequential(layer, *_pool_then_sum(1)).double().eval()
     x = X.view(1, 1, 3)
-    s = compute_scores(m, x, torch.zeros_like(x), torch.tensor([0]), ["0"], ["deeplift"], AttributionCfg(), warn=False)
+    s = compute_scores(m, x, torch.zeros_like(x), torch.tensor([0]), ["0"], ["deeplift"], AttributionCfg().params())
     assert s.scores[("0", "deeplift")].sum().item() == pytest.approx(4.0, abs=1e-12)  # F(x) - F(x'); Captum's: 2
 
 

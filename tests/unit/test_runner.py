@@ -12,13 +12,16 @@ import pytest
 import torch
 
 from neuronimp.config import build_config
+from neuronimp.digest import file_digest
 from neuronimp.errors import UsageError
 from neuronimp.runner import launch as launch_mod
 from neuronimp.runner.guard import check_finite, check_writable
 from neuronimp.runner.io import atomic_path, read_table, table_path, write_table
 from neuronimp.runner.jobs import ShardJob, done_record, mark_done, table_files
 from neuronimp.runner.merge import merge_folder
-from neuronimp.runner.shards import MANIFEST, Shard, parts_status, resume_key, run_batches
+from neuronimp.runner.driver import config_key, run_key
+from neuronimp.runner.parts import MANIFEST, part_path, parts_status, record_path, run_memory, run_parts
+from neuronimp.runner.shards import Shard
 
 
 # ---------------------------------------------------------------- shards
@@ -86,75 +89,140 @@ def test_atomic_path_turns_os_errors_into_usage_errors(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- resumable batches
-def _rows(chunk: list[int]) -> list[dict[str, Any]]:
-    return [{"item": i, "sq": i * i, "half": i / 2} for i in chunk]
+TABLES = ("sq", "cube")
 
 
-def test_run_batches_resumes_without_redoing_finished_batches(tmp_path: Path) -> None:
+def _rows(chunk: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """Two tables per batch: one row per item in `sq`, one row per odd item in `cube`."""
+    return {"sq": [{"item": i, "sq": i * i, "half": i / 2} for i in chunk],
+            "cube": [{"item": i, "cube": i ** 3} for i in chunk if i % 2]}
+
+
+def test_run_parts_resumes_without_redoing_finished_batches(tmp_path: Path) -> None:
     items, calls = list(range(10)), []
 
-    def flaky(chunk: list[int]) -> list[dict[str, Any]]:
+    def flaky(chunk: list[int]) -> dict[str, list[dict[str, Any]]]:
         calls.append(chunk)
         if chunk[0] == 6:
             raise KeyboardInterrupt  # the run dies in batch 2 (items 6..8)
         return _rows(chunk)
 
     with pytest.raises(KeyboardInterrupt):
-        run_batches(items, flaky, tmp_path / "p", 3, key={"a": 1}, show=False)
+        run_parts(items, flaky, tmp_path / "p", 3, {"a": 1}, TABLES, show=False)
     st = parts_status(tmp_path / "p")
     assert (st.batches_done, st.batches, st.items_done, st.items) == (2, 4, 6, 10)
+    assert not record_path(tmp_path / "p", 2).exists() and not part_path(tmp_path / "p", 2, "sq").exists()
 
-    def rest(chunk: list[int]) -> list[dict[str, Any]]:
+    def rest(chunk: list[int]) -> dict[str, list[dict[str, Any]]]:
         assert chunk[0] >= 6, "a finished batch was computed again"
         return _rows(chunk)
 
-    df = run_batches(items, rest, tmp_path / "p", 3, key={"a": 1}, show=False)
-    assert df["item"].tolist() == items and df["sq"].tolist() == [i * i for i in items]
-    fresh = run_batches(items, _rows, tmp_path / "q", 3, key={"a": 1}, show=False)
-    pd.testing.assert_frame_equal(df, fresh)
+    df = run_parts(items, rest, tmp_path / "p", 3, {"a": 1}, TABLES, show=False)
+    assert list(df) == list(TABLES)
+    assert df["sq"]["item"].tolist() == items and df["sq"]["sq"].tolist() == [i * i for i in items]
+    assert df["cube"]["item"].tolist() == [1, 3, 5, 7, 9] and df["cube"]["cube"].tolist() == [1, 27, 125, 343, 729]
+    fresh = run_parts(items, _rows, tmp_path / "q", 3, {"a": 1}, TABLES, show=False)
+    for t in TABLES:
+        pd.testing.assert_frame_equal(df[t], fresh[t])
+        # the Python API's in-memory run gives the same frames as the part files read back
+        pd.testing.assert_frame_equal(run_memory(items, _rows, 3, TABLES)[t], fresh[t])
+
+
+def test_a_batch_is_done_only_when_its_record_is_written(tmp_path: Path) -> None:
+    # kill -9 after the part files of batch 1 but before its record: the batch is redone, not half-read
+    items = list(range(4))
+    run_parts(items, _rows, tmp_path / "p", 2, 0, TABLES, show=False)
+    record_path(tmp_path / "p", 1).unlink()
+    part_path(tmp_path / "p", 1, "sq").write_text("item,sq,ha")  # a stale part of the unfinished batch
+    assert parts_status(tmp_path / "p").batches_done == 1
+    redone: list[list[int]] = []
+
+    def work(chunk: list[int]) -> dict[str, list[dict[str, Any]]]:
+        redone.append(chunk)
+        return _rows(chunk)
+
+    df = run_parts(items, work, tmp_path / "p", 2, 0, TABLES, show=False)
+    assert redone == [[2, 3]] and df["sq"]["item"].tolist() == items and df["cube"]["item"].tolist() == [1, 3]
+    record = json.loads(record_path(tmp_path / "p", 1).read_text())
+    assert record["tables"]["sq"]["rows"] == 2 and record["tables"]["cube"]["rows"] == 1
+    assert record["tables"]["sq"]["sha256"] == file_digest(part_path(tmp_path / "p", 1, "sq"))
+
+
+def test_run_parts_refuses_truncated_altered_or_missing_parts(tmp_path: Path) -> None:
+    items = list(range(4))
+    run_parts(items, _rows, tmp_path / "p", 2, 0, TABLES, show=False)
+    part = part_path(tmp_path / "p", 1, "sq")
+    good = part.read_bytes()
+    never = lambda chunk: pytest.fail("a verified batch was computed again")  # noqa: E731
+    part.write_bytes(good[:-3])  # truncated
+    with pytest.raises(UsageError, match="batch-000001.sq.csv was truncated or altered"):
+        run_parts(items, never, tmp_path / "p", 2, 0, TABLES, show=False)
+    part.write_bytes(good.replace(b"9", b"8"))  # same size, other bytes
+    with pytest.raises(UsageError, match="truncated or altered"):
+        run_parts(items, never, tmp_path / "p", 2, 0, TABLES, show=False)
+    part.unlink()
+    with pytest.raises(UsageError, match="batch-000001.sq.csv is missing"):
+        run_parts(items, never, tmp_path / "p", 2, 0, TABLES, show=False)
+    part.write_bytes(good)
+    df = run_parts(items, never, tmp_path / "p", 2, 0, TABLES, show=False)
+    assert df["sq"]["item"].tolist() == items
 
 
 def test_empty_batch_reads_back_as_zero_rows(tmp_path: Path) -> None:
-    work = lambda chunk: [] if chunk[0] == 2 else _rows(chunk)  # noqa: E731
-    df = run_batches(list(range(6)), work, tmp_path / "p", 2, key=0, show=False)
-    assert df["item"].tolist() == [0, 1, 4, 5]
-    assert (tmp_path / "p" / "batch-000001.csv").read_bytes() == b""
-    assert run_batches([1, 2], lambda c: [], tmp_path / "e", 2, key=0, show=False).empty
+    work = lambda chunk: {"sq": []} if chunk[0] == 2 else _rows(chunk)  # noqa: E731
+    df = run_parts(list(range(6)), work, tmp_path / "p", 2, 0, TABLES, show=False)
+    assert df["sq"]["item"].tolist() == [0, 1, 4, 5] and df["cube"]["item"].tolist() == [1, 5]
+    assert part_path(tmp_path / "p", 1, "sq").read_bytes() == b""
+    empty = run_parts([1, 2], lambda c: {"sq": []}, tmp_path / "e", 2, 0, TABLES, show=False)
+    assert list(empty) == list(TABLES) and empty["sq"].empty and empty["cube"].empty
 
 
-def test_run_batches_refuses_parts_of_another_run(tmp_path: Path) -> None:
-    run_batches(list(range(4)), _rows, tmp_path / "p", 2, key={"n_steps": 4}, show=False)
+def test_run_parts_refuses_parts_of_another_run(tmp_path: Path) -> None:
+    run_parts(list(range(4)), _rows, tmp_path / "p", 2, {"n_steps": 4}, TABLES, show=False)
     with pytest.raises(UsageError, match="different config"):
-        run_batches(list(range(4)), _rows, tmp_path / "p", 2, key={"n_steps": 5}, show=False)
+        run_parts(list(range(4)), _rows, tmp_path / "p", 2, {"n_steps": 5}, TABLES, show=False)
     with pytest.raises(UsageError, match="different input set"):
-        run_batches(list(range(5)), _rows, tmp_path / "p", 2, key={"n_steps": 4}, show=False)
+        run_parts(list(range(5)), _rows, tmp_path / "p", 2, {"n_steps": 4}, TABLES, show=False)
     with pytest.raises(UsageError, match="batch size"):
-        run_batches(list(range(4)), _rows, tmp_path / "p", 1, key={"n_steps": 4}, show=False)
+        run_parts(list(range(4)), _rows, tmp_path / "p", 1, {"n_steps": 4}, TABLES, show=False)
     (tmp_path / "p" / MANIFEST).unlink()
     with pytest.raises(UsageError, match="no manifest"):
-        run_batches(list(range(4)), _rows, tmp_path / "p", 2, key={"n_steps": 4}, show=False)
+        run_parts(list(range(4)), _rows, tmp_path / "p", 2, {"n_steps": 4}, TABLES, show=False)
 
 
-def test_run_batches_removes_stale_temporaries_and_leaves_nothing_on_early_failure(tmp_path: Path) -> None:
-    def boom(chunk: list[int]) -> list[dict[str, Any]]:
+def test_run_parts_removes_stale_temporaries_and_leaves_nothing_on_early_failure(tmp_path: Path) -> None:
+    def boom(chunk: list[int]) -> dict[str, list[dict[str, Any]]]:
         raise UsageError("bad input")
 
     with pytest.raises(UsageError):
-        run_batches([0, 1], boom, tmp_path / "p", 1, key=0, show=False)
+        run_parts([0, 1], boom, tmp_path / "p", 1, 0, TABLES, show=False)
     assert not (tmp_path / "p").exists()  # no manifest, no parts: nothing half-made
-    run_batches([0, 1, 2], _rows, tmp_path / "q", 1, key=0, show=False)
-    (tmp_path / "q" / "batch-000002.csv").unlink()
-    stale = tmp_path / "q" / ".batch-000002.csv.abc123.tmp"
+    run_parts([0, 1, 2], _rows, tmp_path / "q", 1, 0, TABLES, show=False)
+    record_path(tmp_path / "q", 2).unlink()
+    part_path(tmp_path / "q", 2, "sq").unlink()
+    stale = tmp_path / "q" / ".batch-000002.sq.csv.abc123.tmp"
     stale.write_text("item,sq,ha")  # what a kill -9 during a write leaves
-    df = run_batches([0, 1, 2], _rows, tmp_path / "q", 1, key=0, show=False)
-    assert not stale.exists() and df["item"].tolist() == [0, 1, 2]
+    df = run_parts([0, 1, 2], _rows, tmp_path / "q", 1, 0, TABLES, show=False)
+    assert not stale.exists() and df["sq"]["item"].tolist() == [0, 1, 2]
 
 
 def test_resume_key_ignores_settings_that_cannot_change_rows() -> None:
-    a = build_config({"runner": {"out": "a", "progress": True}}).model_dump(mode="json")
-    b = build_config({"runner": {"out": "b", "progress": False, "slurm": {"partition": "gpu"}}}).model_dump(mode="json")
-    c = build_config({"runner": {"batch_size": 7}}).model_dump(mode="json")
-    assert resume_key(a) == resume_key(b) and resume_key(a) != resume_key(c)
+    a = build_config({"runner": {"out": "a", "progress": True}})
+    b = build_config({"runner": {"out": "b", "progress": False, "slurm": {"partition": "gpu"}}})
+    c = build_config({"runner": {"batch_size": 7}})
+    ja, jb, jc = (x.model_dump(mode="json") for x in (a, b, c))
+    assert config_key(ja) == config_key(jb) and config_key(ja) != config_key(jc)
+    assert run_key("score", a) == run_key("score", b) and run_key("score", a) != run_key("score", c)
+    assert run_key("score", a) != run_key("ablate", a)  # the study is part of the key
+    # a study's key holds its own section, not the other studies' (nor a plug-in's added to every config)
+    k = build_config({"ablate": {"max_k": 3}})
+    assert run_key("score", k) == run_key("score", a) and run_key("ablate", k) != run_key("ablate", a)
+    # a study's setting that cannot change rows (delete.figures) is left out of its part files' key only
+    f0, f1 = build_config({"delete": {"figures": False}}), build_config({"delete": {"figures": True}})
+    assert run_key("delete", f0, ("delete.figures",)) == run_key("delete", f1, ("delete.figures",))
+    assert run_key("delete", f0) != run_key("delete", f1)  # done markers: the figures are outputs too
+    assert run_key("delete", f0, ("delete.figures",)) != run_key("delete", build_config({"delete": {"seeds": [1]}}),
+                                                                 ("delete.figures",))
 
 
 # ---------------------------------------------------------------- merge
@@ -207,8 +275,9 @@ def test_merge_rebuilds_aggregates_instead_of_stacking_them(tmp_path: Path) -> N
 
 def test_merge_reports_missing_and_unfinished_shards(tmp_path: Path) -> None:
     _shard_table(tmp_path, "scores", 0, 3, [0, 3])
-    run_batches([1, 4, 7], _rows, tmp_path / "parts" / f"scores{Shard(1, 3).tag}", 2, key=0, show=False)
-    (tmp_path / "parts" / f"scores{Shard(1, 3).tag}" / "batch-000001.csv").unlink()
+    parts = tmp_path / "parts" / f"score{Shard(1, 3).tag}"
+    run_parts([1, 4, 7], _rows, parts, 2, 0, TABLES, show=False)
+    record_path(parts, 1).unlink()
     with pytest.raises(UsageError, match=r"missing shard\(s\) 1/3 \(unfinished: 1 of 2 batches done\), 2/3"):
         merge_folder(tmp_path)
     assert not (tmp_path / "scores.csv").exists()

@@ -42,7 +42,7 @@ def test_filter_conductance_is_weight_times_activation_change(target: str) -> No
     bank = FilterBank.of(b.model)
     x = b.embed(ids_of("good film", "not good film", "bad bad film", "film"))
     base = torch.zeros_like(x)
-    flow = filter_flow(b.model, bank, x, base, target, AttributionCfg(n_steps=4))
+    flow = filter_flow(b.model, bank, x, base, target, AttributionCfg(n_steps=4).params())
     exact = closed_form(b.model, bank, x, base, target)
     assert flow.conductance.shape == (4, 6)
     assert torch.allclose(flow.conductance, exact, atol=1e-10)
@@ -59,7 +59,8 @@ def test_margin_wrapper_leaves_the_model_in_eval_mode() -> None:
     with frozen(Margin(b.model)):
         pass
     assert not b.model.training and not b.model.dropout.training
-    filter_flow(b.model, FilterBank.of(b.model), x, torch.zeros_like(x), "margin", AttributionCfg(n_steps=2))
+    filter_flow(b.model, FilterBank.of(b.model), x, torch.zeros_like(x), "margin",
+                AttributionCfg(n_steps=2).params())
     assert not any(m.training for m in b.model.modules())
 
 
@@ -73,7 +74,7 @@ def test_token_conductance_sums_to_filter_conductance_and_pads_get_zero() -> Non
     units = total.abs().min(0).values.argsort(descending=True)[:2].tolist()    # active in both sentences
     assert total[:, units].abs().min() > 1e-3
     for unit in units:
-        tok = token_conductance(b.model, bank, unit, x, base, "margin", AttributionCfg(n_steps=100))
+        tok = token_conductance(b.model, bank, unit, x, base, "margin", AttributionCfg(n_steps=100).params())
         assert tok.shape == (2, 10)
         assert torch.all(tok[ids == 0] == 0)
         gap = (tok.sum(1) - total[:, unit]).abs()
