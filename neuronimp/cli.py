@@ -212,6 +212,11 @@ def explain(config: ConfigOpt, unit: Annotated[int, typer.Option(help="unit (cha
     importlib.import_module(f"neuronimp.commands.{name}").run(ctx, unit, index)
 
 
+from neuronimp.cli_data import data_app  # noqa: E402  (`neuronimp data fetch|list`)
+
+app.add_typer(data_app, name="data")
+
+
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                       line: str | None = None) -> str:
     """Warnings as one line, `warning: <message>` (not Python's two lines with the source line)."""
