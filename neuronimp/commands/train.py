@@ -16,15 +16,13 @@ import torch
 from neuronimp.runner.context import Context
 from neuronimp.runner.io import atomic_path, write_text
 from neuronimp.runner.progress import print_table
+from neuronimp import training
 from neuronimp.training import checkpoint_state, fit
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    """Save a tensors-only checkpoint atomically."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
+    """Save a tensors-only checkpoint atomically, with its sidecar; refuses NaN weights (neuronimp.checkpoints)."""
+    training.save_checkpoint(path, state)
 
 
 def run(ctx: Context) -> Path:
