@@ -5,6 +5,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FMNIST ?= /usr/share/datasets/fashion-mnist
+# Offline development and CI: the MR / SST-2 files beside the checkout, when that folder exists (elsewhere:
+# `neuronimp data fetch mr|sst2`). An explicit $NEURONIMP_SENTIMENT_DIR wins.
+SENTIMENT_DIR := $(abspath ../shared/data/sentiment)
+ifneq ($(wildcard $(SENTIMENT_DIR)/.),)
+export NEURONIMP_SENTIMENT_DIR ?= $(SENTIMENT_DIR)
+endif
 RESULTS ?= results
 CKPT := $(RESULTS)/checkpoints
 

@@ -233,6 +233,11 @@ _PLUGIN_ERROR: str | None = None
 _register_studies()
 
 
+from neuronimp.cli_data import data_app  # noqa: E402  (`neuronimp data fetch|list`)
+
+app.add_typer(data_app, name="data")
+
+
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                       line: str | None = None) -> str:
     """Warnings as one line, `warning: <message>` (not Python's two lines with the source line)."""

@@ -224,13 +224,15 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 def check_names(cfg: ConfigBase, source: str) -> None:
     """Check names that live in registries (model, dataset) and the baseline file."""
-    from neuronimp.data import DATASETS
-    from neuronimp.models import MODELS
+    from neuronimp.data import DATASETS, check_data_options
+    from neuronimp.models import MODELS, announce_user_code
 
     dynamic = ":" in cfg.model.name or cfg.model.name.startswith("timm/")  # user entry points, any timm model
     if not dynamic:
         MODELS.canonical(cfg.model.name, where=f"{source}: model.name")
     DATASETS.canonical(cfg.data.name, where=f"{source}: data.name")
+    check_data_options(cfg.data.name, cfg.data.options, where=f"{source}: data.options")  # types, ranges
+    announce_user_code(cfg.model.name, where=f"{source}: model.name")  # refuses os:system; warns user code
     # Checkpoint files and data folders are checked when they are opened, not here: configs for ImageNet
     # and for checkpoints that `neuronimp train` has yet to write must still validate offline.
     b = cfg.attribution.baseline

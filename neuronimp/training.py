@@ -1,10 +1,14 @@
 """Training loop for the zoo's small image nets and the Kim CNN (plain supervised cross-entropy).
 
-`fit` is a plain function so the studies can train many networks (corruption levels x seeds) with it.
+`fit` is a plain function so the studies can train many networks (corruption levels x seeds) with it. It stops
+with a one-line UsageError at the first non-finite loss, and `save_checkpoint` (from neuronimp.checkpoints)
+refuses non-finite weights, writes atomically and records size + SHA-256 beside the file: a run that goes
+wrong never replaces a good checkpoint.
 """
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -14,6 +18,8 @@ from torch import nn
 from pydantic import Field
 from torch.utils.data import DataLoader, Dataset
 
+from neuronimp.checkpoints import save_checkpoint, verify_checkpoint  # noqa: F401  (re-exported)
+from neuronimp.errors import UsageError
 from neuronimp.runner.progress import progress
 from neuronimp.schema import Strict
 
@@ -119,18 +125,23 @@ def fit(
             if embed is not None:
                 embed.train()
             seen, correct, total_loss = 0, 0, 0.0
-            for x, y in loader:
+            for batch, (x, y) in enumerate(loader, start=1):
                 x, y = _inp(x, embed, device, dtype), y.to(device)
                 opt.zero_grad(set_to_none=True)
                 out = model(x)
                 loss = nn.functional.cross_entropy(out, y)
+                value = loss.item()
+                if not math.isfinite(value):  # stop before the step: NaN weights are never kept
+                    raise UsageError(f"loss is {value} at epoch {epoch}, batch {batch}: the data holds NaN/inf or "
+                                     f"the learning rate ({cfg.lr:g}) is too high; training stopped, no checkpoint "
+                                     "written")
                 loss.backward()
                 opt.step()
                 if cfg.max_norm:
                     _max_norm(model, cfg.max_norm)
                 seen += len(y)
                 correct += int((out.argmax(1) == y).sum())
-                total_loss += loss.item() * len(y)
+                total_loss += value * len(y)
                 bar.update(1)
             model.eval()
             if embed is not None:

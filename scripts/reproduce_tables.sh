@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # `make reproduce-tables`: every study config that runs offline, then figures and a report of results/.
-# Offline: digits, Fashion-MNIST (Debian's dataset-fashion-mnist), SST-2 (../shared/data/sentiment).
+# Offline: digits, Fashion-MNIST (Debian's dataset-fashion-mnist), SST-2 (../shared/data/sentiment, else
+# `neuronimp data fetch sst2` once).
 # ImageNet configs run too when IMAGENET_DIR points at a validation folder (one subfolder per WordNet id)
 # and the pretrained weights can be fetched (online) or are given as files:
 #   IMAGENET_DIR=/data/imagenet/val GOOGLENET_WEIGHTS=/ckpt/googlenet.pt make reproduce-tables
 # Long on a CPU (hours, mostly the Kim CNN and the deletion networks); every step resumes when re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${NEURONIMP_SENTIMENT_DIR:-}" ] && [ -d ../shared/data/sentiment ]; then  # offline dev (as the Makefile)
+  export NEURONIMP_SENTIMENT_DIR="$(cd ../shared/data/sentiment && pwd)"
+fi
 NI=${NEURONIMP:-.venv/bin/neuronimp}
 FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
 step() { echo; echo "== $*"; "$@"; }

@@ -15,6 +15,9 @@
 #   kimcnn:  ; scripts/train_kimcnn.sh all
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${NEURONIMP_SENTIMENT_DIR:-}" ] && [ -d ../shared/data/sentiment ]; then  # offline dev (as the Makefile)
+  export NEURONIMP_SENTIMENT_DIR="$(cd ../shared/data/sentiment && pwd)"
+fi
 NI=${NEURONIMP:-neuronimp}
 command -v "$NI" >/dev/null 2>&1 || NI=".venv/bin/neuronimp"
 what=${1:-sst2}

@@ -1,11 +1,19 @@
 """Shared fixtures: small fixed-weight networks in float64, seeded."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
+
+# Offline development and CI: the sentence files beside the checkout (../shared/data/sentiment), as the
+# Makefile exports them; an explicit $NEURONIMP_SENTIMENT_DIR wins.
+_SENTIMENT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sentiment"
+if _SENTIMENT.is_dir():
+    os.environ.setdefault("NEURONIMP_SENTIMENT_DIR", str(_SENTIMENT))
 
 
 @pytest.fixture(autouse=True)

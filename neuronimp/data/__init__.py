@@ -1,11 +1,12 @@
 """The data zoo: `load_data(name, **options) -> DataBundle`, with loaders registered in DATASETS.
 
-Every data set also accepts `corrupt` (fraction of TRAIN labels to randomise, default 0), `corrupt_seed`
-(default 0) and `corrupt_mode` ("uniform" or "different"; see `corrupt_labels`).
+Every loader declares its options with types and ranges in its signature (see `options.py`); they are
+checked up front by `check_data_options`. Every data set also accepts `corrupt` (fraction of TRAIN labels to
+randomise, default 0), `corrupt_seed` (default 0) and `corrupt_mode` ("uniform" or "different"; see
+`corrupt_labels`). Files of the public data sets come from `neuronimp data fetch NAME` (see `fetch.py`).
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from neuronimp.data import digits as _digits  # noqa: F401  (registers the loaders)
@@ -15,12 +16,12 @@ from neuronimp.data import sentences as _sentences  # noqa: F401
 from neuronimp.data.bundle import DATASETS, DataBundle, TensorData, labels_of, relabel, take
 from neuronimp.data.corruption import corrupt_labels
 from neuronimp.data.idx import read_idx, write_idx
+from neuronimp.data.options import check_data_options, loader_options
 from neuronimp.data.tokens import clean_str, clean_str_sst
-from neuronimp.errors import unknown
 
 __all__ = [
     "DATASETS", "DataBundle", "TensorData", "load_data", "dataset_options", "corrupt_labels",
-    "labels_of", "take", "read_idx", "write_idx", "clean_str", "clean_str_sst",
+    "labels_of", "take", "read_idx", "write_idx", "clean_str", "clean_str_sst", "check_data_options",
 ]
 
 CORRUPTION_OPTIONS = {"corrupt": 0.0, "corrupt_seed": 0, "corrupt_mode": "uniform"}
@@ -28,18 +29,13 @@ CORRUPTION_OPTIONS = {"corrupt": 0.0, "corrupt_seed": 0, "corrupt_mode": "unifor
 
 def dataset_options(name: str) -> dict[str, Any]:
     """Option name -> default value accepted by data set `name` (its loader's plus the corruption ones)."""
-    fn = DATASETS.get(name, where="load_data")
-    params = inspect.signature(fn).parameters
-    return {**{k: p.default for k, p in params.items()}, **CORRUPTION_OPTIONS}
+    return {k: default for k, (_, default) in loader_options(DATASETS.canonical(name, where="load_data")).items()}
 
 
 def load_data(name: str, **options: Any) -> DataBundle:
-    """Load data set `name` with `options`; UsageError for an unknown name or option."""
+    """Load data set `name` with `options`; UsageError for an unknown name, option or a badly typed value."""
     canonical = DATASETS.canonical(name, where="load_data")
-    allowed = dataset_options(canonical)
-    for key in options:
-        if key not in allowed:
-            raise unknown("option", key, allowed, where=f"dataset {canonical!r}")
+    options = check_data_options(canonical, options)
     corrupt = {k: options.pop(k, v) for k, v in CORRUPTION_OPTIONS.items()}
     bundle = DATASETS.get(canonical)(**options)
     # validate even at 0 so a bad fraction is reported whatever the data set

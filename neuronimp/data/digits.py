@@ -4,12 +4,15 @@ from __future__ import annotations
 import gzip
 import importlib.util
 from pathlib import Path
+from typing import Annotated
+
+from annotated_types import Gt, Lt
 
 import numpy as np
 import torch
 
 from neuronimp.data.bundle import DATASETS, DataBundle, TensorData
-from neuronimp.errors import UsageError
+from neuronimp.data.options import Seed
 
 
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -45,10 +48,8 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
 
 
 @DATASETS.register("digits", aliases=("sklearn_digits",))
-def digits(*, test_fraction: float = 0.2, seed: int = 0) -> DataBundle:
+def digits(*, test_fraction: Annotated[float, Gt(0), Lt(1)] = 0.2, seed: Seed = 0) -> DataBundle:
     """scikit-learn 8x8 digits: float32 [1,8,8] in [0,1] (pixel/16), seeded stratified split."""
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise UsageError(f"digits: test_fraction {test_fraction} must be strictly between 0 and 1")
     data, target = _digits_arrays()
     x = torch.from_numpy((data / 16.0).astype(np.float32)).reshape(-1, 1, 8, 8)  # N x 1 x 8 x 8
     y = torch.from_numpy(target)

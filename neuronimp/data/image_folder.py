@@ -6,10 +6,11 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from annotated_types import Ge
 from torch.utils.data import Dataset
 
 from neuronimp.data.bundle import DATASETS, DataBundle, need_dir
@@ -121,14 +122,12 @@ def pick_wnids(root: Path, present: list[str], wnids: Sequence[str] | str | None
 
 
 @DATASETS.register("imagenet_folder", aliases=("image_folder",))
-def imagenet_folder(*, root: str | None = None, wnids: Sequence[str] | str | None = None,
-                    transform: Callable[[Any], Any] | None = None, per_class: int | None = None,
-                    class_index: str | None = None) -> DataBundle:
+def imagenet_folder(*, root: str | Path | None = None, wnids: Sequence[str] | str | None = None,
+                    transform: Callable[[Any], Any] | None = None, per_class: Annotated[int, Ge(1)] | None = None,
+                    class_index: str | Path | None = None) -> DataBundle:
     """Folder of <wnid>/*.JPEG (ImageNet val layout); labels are ImageNet-1k indices; train is test."""
     if root is None:
         raise UsageError("imagenet_folder needs root=<folder with one subfolder per WordNet id>")
-    if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1):
-        raise UsageError(f"imagenet_folder: per_class must be a positive integer or null, got {per_class!r}")
     r = need_dir(root, "a folder with one subfolder per WordNet id (n01440764/*.JPEG)")
     present = sorted(d.name for d in r.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not present:

@@ -1,4 +1,8 @@
-"""MNIST and Fashion-MNIST: local IDX files (offline) or torchvision's download (online)."""
+"""MNIST and Fashion-MNIST from local IDX files: `root=`, else the folder `neuronimp data fetch NAME` fills.
+
+Nothing is downloaded here (no download runs unseen): without root, the files are looked for in the cache
+folder, torchvision's layout in the data home, and (Fashion-MNIST) Debian's /usr/share/datasets/fashion-mnist.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +11,11 @@ import numpy as np
 import torch
 
 from neuronimp.data.bundle import DATASETS, DataBundle, TensorData, need_dir
+from neuronimp.data.fetch import locate
 from neuronimp.data.idx import read_idx
+from neuronimp.data.options import Count
 from neuronimp.errors import UsageError
 
-CACHE = Path("~/.cache/neuronimp").expanduser()
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 # training-set pixel mean and std of images in [0, 1]
@@ -49,42 +54,14 @@ def read_split(root: Path, split: str, folder: str, limit: int | None) -> tuple[
     return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels.astype(np.int64))
 
 
-def download_split(name: str, train: bool, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and labels of one split through torchvision (downloads into ~/.cache/neuronimp)."""
-    import torchvision.datasets as tvd  # slow to import; only needed online
-
-    cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
-    try:
-        ds = cls(root=str(CACHE), train=train, download=True)
-    except Exception as e:  # no network, a proxy, a half-written file...
-        raise UsageError(f"{name}: could not download into {CACHE} ({type(e).__name__}: {e}); give "
-                         f"root=<folder with the IDX files> to read local files instead") from e
-    x, y = ds.data, ds.targets.long()
-    return (x[:limit], y[:limit]) if limit is not None else (x, y)
-
-
-def _check_limit(option: str, value: int | None) -> int | None:
-    """A train/test limit: None or a non-negative int."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UsageError(f"{option} must be a non-negative integer or null, got {value!r}")
-    return value
-
-
 def load_mnist_like(name: str, root: str | Path | None, normalize: bool,
                     train_limit: int | None, test_limit: int | None) -> DataBundle:
     """Shared body of `mnist` and `fashion_mnist`: float32 [1, 28, 28] in [0, 1] (or standardised)."""
-    train_limit = _check_limit("train_limit", train_limit)
-    test_limit = _check_limit("test_limit", test_limit)
     folder = TV_FOLDER[name]
-    if root is not None:
-        r = need_dir(root, f"a folder with the {name} IDX files (train-images-idx3-ubyte.gz, ...)")
-        xtr, ytr = read_split(r, "train", folder, train_limit)
-        xte, yte = read_split(r, "t10k", folder, test_limit)
-    else:
-        xtr, ytr = download_split(name, True, train_limit)
-        xte, yte = download_split(name, False, test_limit)
+    r = (need_dir(root, f"a folder with the {name} IDX files (train-images-idx3-ubyte.gz, ...)")
+         if root is not None else locate(name))
+    xtr, ytr = read_split(r, "train", folder, train_limit)
+    xte, yte = read_split(r, "t10k", folder, test_limit)
 
     def prep(x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.float32).div_(255.0).unsqueeze(1)  # N x 1 x 28 x 28, in [0, 1]
@@ -105,14 +82,14 @@ def load_mnist_like(name: str, root: str | Path | None, normalize: bool,
 
 
 @DATASETS.register("mnist")
-def mnist(*, root: str | None = None, normalize: bool = False,
-          train_limit: int | None = None, test_limit: int | None = None) -> DataBundle:
-    """MNIST digits, float32 [1,28,28]; root=folder of IDX files, else torchvision download; limits take the first N."""
+def mnist(*, root: str | Path | None = None, normalize: bool = False,
+          train_limit: Count | None = None, test_limit: Count | None = None) -> DataBundle:
+    """MNIST digits, float32 [1,28,28]; root=folder of IDX files, else `neuronimp data fetch mnist`'s; first N."""
     return load_mnist_like("mnist", root, normalize, train_limit, test_limit)
 
 
 @DATASETS.register("fashion_mnist", aliases=("fashion-mnist", "fmnist"))
-def fashion_mnist(*, root: str | None = None, normalize: bool = False,
-                  train_limit: int | None = None, test_limit: int | None = None) -> DataBundle:
-    """Fashion-MNIST (Debian: /usr/share/datasets/fashion-mnist); root=folder of IDX files, else download."""
+def fashion_mnist(*, root: str | Path | None = None, normalize: bool = False,
+                  train_limit: Count | None = None, test_limit: Count | None = None) -> DataBundle:
+    """Fashion-MNIST; root=folder of IDX files, else `neuronimp data fetch fashion_mnist`'s, or Debian's."""
     return load_mnist_like("fashion_mnist", root, normalize, train_limit, test_limit)

@@ -1,7 +1,8 @@
 """Sentence classification data of Kim (2014): MR (rt-polarity) and SST-2 (stsa.binary.*), as token ids.
 
-Default folder: $NEURONIMP_SENTIMENT_DIR when set, else `shared/data/sentiment` in the folder that holds the
-repository checkout (…/<parent>/shared/data/sentiment beside …/<parent>/<repo>); `root=` overrides both.
+Files: `root=` when given; else the first folder holding them of $NEURONIMP_SENTIMENT_DIR (one folder with the
+MR and SST-2 files, kept for compatibility) and the cache folder that `neuronimp data fetch mr|sst2` fills
+(see fetch.py); else one line naming the fetch command and the folder to put the files in by hand.
 
 Dev splits (Kim 2014, Sec. 3: "a random 10% of the training set" for early stopping) are a seeded random
 `dev_fraction` of the training split, held out BEFORE the vocabulary is built: the vocabulary and the padded
@@ -15,15 +16,21 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+from annotated_types import Ge, Le, Lt
 
 from neuronimp.data.bundle import DATASETS, DataBundle, TensorData, need_dir
+from neuronimp.data.fetch import ENV_SENTIMENT, cache_dir, locate
+from neuronimp.data.options import Count, Seed
 from neuronimp.data.tokens import build_vocab, clean_str, clean_str_sst, encode
 from neuronimp.errors import UsageError
 
-ENV_VAR = "NEURONIMP_SENTIMENT_DIR"
+ENV_VAR = ENV_SENTIMENT
+DevFraction = Annotated[float, Ge(0), Lt(0.5)]
+MinCount = Annotated[int, Ge(1)]
 CLASS_NAMES = ["negative", "positive"]
 MR_DEV_FRACTION = 0.1    # Kim (2014): a random 10% of the training folds as dev
 SST2_DEV_FRACTION = 0.1  # of stsa.binary.train, used only when there is no stsa.binary.test
@@ -33,11 +40,14 @@ Split = tuple[list[list[str]], list[int]]  # (token lists, labels)
 
 
 def default_root() -> Path:
-    """$NEURONIMP_SENTIMENT_DIR, else <parent of the repository>/shared/data/sentiment."""
+    """$NEURONIMP_SENTIMENT_DIR when set, else the cache folder of sst2 (compatibility; loaders use `data_root`)."""
     env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sentiment"
+    return Path(env).expanduser() if env else cache_dir("sst2")
+
+
+def data_root(name: str, root: str | Path | None, what: str) -> Path:
+    """`root` when given (it must be a folder), else where data set `name` is found (`fetch.locate`)."""
+    return need_dir(root, what) if root is not None else locate(name)
 
 
 def read_lines(path: Path, limit: int | None = None) -> list[str]:
@@ -54,24 +64,6 @@ def read_lines(path: Path, limit: int | None = None) -> list[str]:
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e}") from e
     return lines
-
-
-def _check_int(option: str, value: int | None, low: int, allow_none: bool = True) -> None:
-    """UsageError unless `value` is an int >= low (or None when allowed)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UsageError(f"{option} must be an integer >= {low}{' or null' if allow_none else ''}, got {value!r}")
-
-
-def _check_fraction(option: str, value: float | None, allow_none: bool = False) -> None:
-    """UsageError unless `value` is a number in [0, 0.5) (or None when allowed)."""
-    if value is None and allow_none:
-        return
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < 0.5
-    if not ok:
-        raise UsageError(f"{option} must be a number in [0, 0.5){' or null (automatic)' if allow_none else ''}, "
-                         f"got {value!r}")
 
 
 def hold_out(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,8 +123,9 @@ def cv_folds(n: int, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @DATASETS.register("mr", aliases=("rt-polarity", "movie_reviews"))
-def mr(*, root: str | None = None, seed: int = 0, cv_fold: int = 0, dev_fraction: float = MR_DEV_FRACTION,
-       limit: int | None = None, min_count: int = 1, pad: int = 4) -> DataBundle:
+def mr(*, root: str | Path | None = None, seed: Seed = 0, cv_fold: Annotated[int, Ge(0), Le(9)] = 0,
+       dev_fraction: DevFraction = MR_DEV_FRACTION, limit: Count | None = None, min_count: MinCount = 1,
+       pad: Count = 4) -> DataBundle:
     """MR sentence polarity (Pang & Lee 2005): 10 seeded folds, test = fold cv_fold, dev = 10% of the rest.
 
     Sentences: rt-polarity.pos (label 1) then rt-polarity.neg (label 0), cleaned by Kim's clean_str
@@ -142,16 +135,7 @@ def mr(*, root: str | None = None, seed: int = 0, cv_fold: int = 0, dev_fraction
     training sentences only. Each split lists its sentences in permuted order, so `limit` (first N of each
     split, applied after the splits are drawn) keeps the two classes mixed.
     """
-    _check_int("seed", seed, 0, allow_none=False)
-    _check_int("cv_fold", cv_fold, 0, allow_none=False)
-    if cv_fold > 9:
-        raise UsageError(f"mr: cv_fold must be in 0..9 (10-fold cross-validation), got {cv_fold}")
-    _check_fraction("dev_fraction", dev_fraction)
-    _check_int("limit", limit, 0)
-    _check_int("min_count", min_count, 1, allow_none=False)
-    _check_int("pad", pad, 0, allow_none=False)
-    r = need_dir(root if root is not None else default_root(),
-                 f"the MR files rt-polarity.pos and rt-polarity.neg (set root= or ${ENV_VAR})")
+    r = data_root("mr", root, "a folder with the MR files rt-polarity.pos and rt-polarity.neg")
     pos = read_lines(r / "rt-polarity.pos")
     neg = read_lines(r / "rt-polarity.neg")
     sents = [clean_str(s).split() for s in pos + neg]
@@ -180,8 +164,8 @@ def read_labelled(path: Path, limit: int | None, clean: Callable[[str], str]) ->
 
 
 @DATASETS.register("sst2", aliases=("sst-2", "sst_2"))
-def sst2(*, root: str | None = None, seed: int = 0, dev_fraction: float | None = None, limit: int | None = None,
-         min_count: int = 1, pad: int = 4) -> DataBundle:
+def sst2(*, root: str | Path | None = None, seed: Seed = 0, dev_fraction: DevFraction | None = None,
+         limit: Count | None = None, min_count: MinCount = 1, pad: Count = 4) -> DataBundle:
     """SST-2 sentences (stsa.binary.*) with clean_str_sst; epoch selection never sees the test split.
 
     - stsa.binary.test present: test = that file; dev = stsa.binary.dev (dev_fraction null or 0). With an
@@ -193,13 +177,7 @@ def sst2(*, root: str | None = None, seed: int = 0, dev_fraction: float | None =
     after the splits are drawn. Trains on sentences only (Kim also trained on the treebank phrases, which these
     files do not hold).
     """
-    _check_int("seed", seed, 0, allow_none=False)
-    _check_fraction("dev_fraction", dev_fraction, allow_none=True)
-    _check_int("limit", limit, 0)
-    _check_int("min_count", min_count, 1, allow_none=False)
-    _check_int("pad", pad, 0, allow_none=False)
-    r = need_dir(root if root is not None else default_root(),
-                 f"the SST-2 files stsa.binary.train and stsa.binary.dev (set root= or ${ENV_VAR})")
+    r = data_root("sst2", root, "a folder with the SST-2 files stsa.binary.train and stsa.binary.dev")
     train = read_labelled(r / "stsa.binary.train", None, clean_str_sst)
     dev_path, test_path = r / "stsa.binary.dev", r / "stsa.binary.test"
     if test_path.is_file():

@@ -2,7 +2,7 @@
 
 Names: the registered ones (`MODELS.names()`: googlenet, inception_v3_tv, inception_v3_timm, digits_mlp,
 digits_cnn, mnist_mlp, mnist_cnn, kim_cnn), any timm model as `timm/<name>`, and a user model as
-`package.module:function`.
+`user:package.module:function` (the older `package.module:function` still works; see models/user.py).
 """
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from neuronimp.models.bundle import MODELS, LayerInfo, ModelBundle, checkpoint_m
 from neuronimp.models.canonical import canonicalise, check_call_sites
 from neuronimp.models.layers import example_input, list_layers, resolve_layer
 from neuronimp.models.timm_models import TIMM_PREFIX, timm_model
-from neuronimp.models.user import user_model
+from neuronimp.models.user import announce_user_code, user_code_notice, user_model
 from neuronimp.models.weights import load_weights
 
 __all__ = ["MODELS", "LayerInfo", "ModelBundle", "canonicalise", "checkpoint_module", "create_model",
-           "list_layers", "load_weights", "model_options", "resolve_layer"]
+           "list_layers", "load_weights", "model_options", "resolve_layer", "announce_user_code",
+           "user_code_notice"]
 
 
 def model_options(data: Any, options: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from neuronimp.checkpoints import verify_checkpoint
 from neuronimp.errors import UsageError
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "not found"
         raise UsageError(f"checkpoint {str(path)!r} {what}; weights must be 'none', 'imagenet' or a checkpoint file")
+    verify_checkpoint(path)  # size + SHA-256 against its sidecar, when `save_checkpoint` wrote one
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -5,7 +5,6 @@ Built once per command from a validated Config; studies receive tensors from it,
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from neuronimp.errors import UsageError
 from neuronimp.methods.params import MethodParams
 from neuronimp.models import ModelBundle, create_model, model_options, resolve_layer
 from neuronimp.runner.guard import check_finite
-from neuronimp.runner.io import atomic_path, metadata_record, write_meta, write_text
+from neuronimp.runner.io import metadata_record, write_meta, write_text
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -137,11 +136,10 @@ class Context:
         write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
 
     def save_checkpoint(self, state: dict[str, Any], path: Path) -> None:
-        """Save a tensors-only checkpoint atomically."""
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(buf.getvalue())
+        """Save a tensors-only checkpoint atomically with its size/SHA-256 sidecar (non-finite weights refused)."""
+        from neuronimp.checkpoints import save_checkpoint
+
+        save_checkpoint(path, state)
 
     def write_meta(self, table: Path, extra: dict[str, Any] | None = None) -> None:
         """Write `<table>.meta.json`."""

@@ -14,14 +14,17 @@ from neuronimp.data import (
     read_idx, take, write_idx,
 )
 from neuronimp.data.bundle import relabel
-from neuronimp.data.sentences import ENV_VAR, default_root
+from neuronimp.data.fetch import find
+from neuronimp.data.sentences import ENV_VAR
 from neuronimp.data.tokens import build_vocab, encode
 from neuronimp.errors import UsageError
 
-SENTIMENT = default_root()
+MR_DIR = (find("mr") or ("", Path("/nonexistent/mr")))[1]  # $NEURONIMP_SENTIMENT_DIR or the fetch cache
+SST_DIR = (find("sst2") or ("", Path("/nonexistent/sst2")))[1]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-needs_sentiment = pytest.mark.skipif(not (SENTIMENT / "rt-polarity.pos").is_file(),
-                                     reason=f"no sentiment files in {SENTIMENT}")
+needs_mr = pytest.mark.skipif(not (MR_DIR / "rt-polarity.pos").is_file(), reason="no MR files (neuronimp data fetch mr)")
+needs_sst2 = pytest.mark.skipif(not (SST_DIR / "stsa.binary.train").is_file(),
+                                reason="no SST-2 files (neuronimp data fetch sst2)")
 
 
 # ---------------------------------------------------------------- registry and options
@@ -129,18 +132,15 @@ def test_mnist_missing_files(tmp_path: Path) -> None:
         load_data("mnist", root=str(tmp_path / "missing"))
 
 
-def test_mnist_download_failure_suggests_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import torchvision.datasets as tvd
-
-    import neuronimp.data.mnist as m
-
-    def offline(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
-
-    monkeypatch.setattr(m, "CACHE", tmp_path)
-    monkeypatch.setattr(tvd, "MNIST", offline)
-    with pytest.raises(UsageError, match=r"mnist: could not download into .*RuntimeError.*give root="):
+def test_mnist_without_root_names_fetch_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEURONIMP_DATA", str(tmp_path / "home"))
+    with pytest.raises(UsageError, match=r"^data set mnist not found \(looked in .*home/mnist, .*home/MNIST/raw\); "
+                                         r"run `neuronimp data fetch mnist`, or put train-images-idx3-ubyte.gz, .*"
+                                         r"by hand in .*home/mnist"):
         load_data("mnist")
+    (tmp_path / "home" / "mnist").mkdir(parents=True)
+    _fake_mnist(tmp_path / "home" / "mnist", gz=True)  # the cache folder, as `neuronimp data fetch` fills it
+    assert len(load_data("mnist").train) == 30
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
@@ -272,7 +272,7 @@ def test_vocab_and_encode() -> None:
     assert ids.tolist() == [[0, 0, 0, 0, 3, 1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2]]
 
 
-@needs_sentiment
+@needs_mr
 def test_mr_real_files() -> None:
     b = load_data("mr", limit=300)
     assert len(b.train) == 300 and len(b.test) == 300 and b.vocab[:2] == ["<pad>", "<unk>"]
@@ -285,32 +285,32 @@ def test_mr_real_files() -> None:
     assert int(full.train.y.sum()) + int(full.dev.y.sum()) + int(full.test.y.sum()) == 5331
     f3 = load_data("mr", cv_fold=3, min_count=10_000)
     assert len(f3.test) == 1066 and not torch.equal(f3.test.y, full.test.y)
-    with pytest.raises(UsageError, match="cv_fold must be in 0..9"):
+    with pytest.raises(UsageError, match=r"cv_fold = 10: expected an integer in 0\.\.9"):
         load_data("mr", cv_fold=10)
 
 
-@needs_sentiment
+@needs_mr
 def test_mr_tokens_decode_to_clean_sentence() -> None:
     b = load_data("mr", limit=50, dev_fraction=0)  # no dev hold-out: train is the nine folds in permuted order
     first = [b.vocab[i] for i in b.train.x[0].tolist() if i != 0]
     # split on "\n" only: str.splitlines also breaks at Latin-1 0x85, which occurs inside MR sentences
-    pos = (SENTIMENT / "rt-polarity.pos").read_text(encoding="latin-1").rstrip("\n").split("\n")
-    neg = (SENTIMENT / "rt-polarity.neg").read_text(encoding="latin-1").rstrip("\n").split("\n")
+    pos = (MR_DIR / "rt-polarity.pos").read_text(encoding="latin-1").rstrip("\n").split("\n")
+    neg = (MR_DIR / "rt-polarity.neg").read_text(encoding="latin-1").rstrip("\n").split("\n")
     perm = np.random.RandomState(0).permutation(len(pos) + len(neg))
     i = int(perm[1])  # permuted position 0 is fold 0 (test); position 1 is the first train item
     assert first == clean_str((pos + neg)[i]).split() and int(b.train.y[0]) == int(i < len(pos))
 
 
-@needs_sentiment
+@needs_sst2
 def test_sst2_real_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.warns(UserWarning, match="no stsa.binary.test"):
         b = load_data("sst2", limit=200, dev_fraction=0)  # no dev hold-out: train is the file's first lines
     assert len(b.train) == 200 and len(b.test) == 200 and b.dev is None
-    dev_labels = [int(line[0]) for line in (SENTIMENT / "stsa.binary.dev").read_text(encoding="latin-1")
+    dev_labels = [int(line[0]) for line in (SST_DIR / "stsa.binary.dev").read_text(encoding="latin-1")
                   .split("\n")[:200]]
     assert b.test.y.tolist() == dev_labels  # no stsa.binary.test here: test is the dev file
     assert b.vocab[0] == "<pad>" and 70 < int(b.train.y.sum()) < 130
-    line = (SENTIMENT / "stsa.binary.train").read_text(encoding="latin-1").split("\n")[0]
+    line = (SST_DIR / "stsa.binary.train").read_text(encoding="latin-1").split("\n")[0]
     assert int(b.train.y[0]) == int(line[0])
     assert [b.vocab[i] for i in b.train.x[0].tolist() if i] == clean_str_sst(line[2:]).split()
     # env var override and a test file
@@ -321,5 +321,9 @@ def test_sst2_real_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     t = load_data("sst2")
     assert t.test.x[0].tolist()[:7] == [0, 0, 0, 0, 1, 1, t.vocab.index("film")] and t.input_shape == (10,)
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "none"))
-    with pytest.raises(UsageError, match=r"none does not exist; expected the SST-2 files"):
+    monkeypatch.setenv("NEURONIMP_DATA", str(tmp_path / "home"))
+    with pytest.raises(UsageError, match=r"data set sst2 not found \(looked in .*none, .*home/sst2\); run `neuronimp "
+                                         r"data fetch sst2`, or put stsa.binary.train, stsa.binary.dev by hand in"):
         load_data("sst2")
+    with pytest.raises(UsageError, match=r"none does not exist; expected a folder with the SST-2 files"):
+        load_data("sst2", root=str(tmp_path / "none"))

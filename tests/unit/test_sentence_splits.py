@@ -12,20 +12,23 @@ from torch import nn
 
 from neuronimp.config import TrainCfg
 from neuronimp.data import DataBundle, TensorData, clean_str, clean_str_sst, load_data
-from neuronimp.data.sentences import cv_folds, default_root, hold_out, split_off
+from neuronimp.data.fetch import find
+from neuronimp.data.sentences import cv_folds, hold_out, split_off
 from neuronimp.data.tokens import build_vocab
 from neuronimp.errors import UsageError
 from neuronimp.training import fit
 
-SENTIMENT = default_root()
-needs_sst2 = pytest.mark.skipif(not (SENTIMENT / "stsa.binary.train").is_file(), reason=f"no SST-2 in {SENTIMENT}")
-needs_mr = pytest.mark.skipif(not (SENTIMENT / "rt-polarity.pos").is_file(), reason=f"no MR in {SENTIMENT}")
+MR_DIR = (find("mr") or ("", Path("/nonexistent/mr")))[1]  # $NEURONIMP_SENTIMENT_DIR or the fetch cache
+SST_DIR = (find("sst2") or ("", Path("/nonexistent/sst2")))[1]
+needs_sst2 = pytest.mark.skipif(not (SST_DIR / "stsa.binary.train").is_file(), reason="no SST-2 (data fetch sst2)")
+needs_mr = pytest.mark.skipif(not (MR_DIR / "rt-polarity.pos").is_file(), reason="no MR (neuronimp data fetch mr)")
 NO_TEST = "no stsa.binary.test"
 
 
 def lines(name: str) -> list[str]:
     """The lines of a shared sentiment file (split on '\\n' only: Latin-1 0x85 occurs inside sentences)."""
-    return (SENTIMENT / name).read_text(encoding="latin-1").rstrip("\n").split("\n")
+    folder = MR_DIR if name.startswith("rt-polarity") else SST_DIR
+    return (folder / name).read_text(encoding="latin-1").rstrip("\n").split("\n")
 
 
 def decoded(ds: TensorData, vocab: list[str], n: int) -> list[list[str]]:
@@ -42,7 +45,7 @@ def known(tokens: list[str], b: DataBundle, pad: int = 4) -> list[str]:
 def sst_dir(tmp_path: Path, test_lines: str | None) -> Path:
     """A folder with links to the shared stsa.binary.train/.dev and, when given, a small stsa.binary.test."""
     for name in ("stsa.binary.train", "stsa.binary.dev"):
-        (tmp_path / name).symlink_to(SENTIMENT / name)
+        (tmp_path / name).symlink_to(SST_DIR / name)
     if test_lines is not None:
         (tmp_path / "stsa.binary.test").write_text(test_lines)
     return tmp_path
@@ -137,13 +140,13 @@ def test_sst2_warning_only_without_test_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", [0.5, -0.1, 1, "0.1", True, float("nan")])
 @pytest.mark.parametrize("name", ["sst2", "mr"])
 def test_bad_dev_fraction(name: str, bad: object, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"^dev_fraction must be a number in \[0, 0\.5\)"):
+    with pytest.raises(UsageError, match=r"^data\.options\.dev_fraction = .*: expected a number in \[0, 0\.5\)"):
         load_data(name, root=str(tmp_path), dev_fraction=bad)  # checked before any file is read
 
 
 def test_bad_seed() -> None:
     for name in ("sst2", "mr"):
-        with pytest.raises(UsageError, match="seed must be an integer >= 0"):
+        with pytest.raises(UsageError, match="seed = -1: expected an integer >= 0"):
             load_data(name, seed=-1)
 
 
