@@ -94,7 +94,7 @@ if dev.type == "cuda":
     torch.cuda.reset_peak_memory_stats()
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 compute_scores(m, x, torch.zeros_like(x), t, {LAYERS!r}, {PATH!r},
-               AttributionCfg(n_steps={steps}, rule="riemann_left", step_chunk=16), warn=False)
+               AttributionCfg(n_steps={steps}, rule="riemann_left", step_chunk=16))
 peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(peak))
 """
@@ -115,7 +115,7 @@ def gpu_throughput(images: int, steps: int) -> None:
 
         def run() -> object:
             with ctx:
-                return compute_scores(m, x, torch.zeros_like(x), t, ["Mixed_6e"], PATH, cfg, warn=False)
+                return compute_scores(m, x, torch.zeros_like(x), t, ["Mixed_6e"], PATH, cfg)
 
         run()  # warm-up
         sec = timed(run, dev)
@@ -149,20 +149,20 @@ def main() -> None:
     with torch.no_grad():
         t = m(x).argmax(1)
     cfg = AttributionCfg(n_steps=a.steps, rule="riemann_left", step_chunk=16)
-    for fn in (lambda: compute_scores(m, x[:1], b[:1], t[:1], LAYERS, PATH, cfg, warn=False),
+    for fn in (lambda: compute_scores(m, x[:1], b[:1], t[:1], LAYERS, PATH, cfg),
                lambda: captum_all(m, x[:1], b[:1], t[:1], LAYERS, PATH, a.steps)):
         fn()  # warm-up on one image
     ours: dict = {}
     theirs: dict = {}
     t_ours, t_cap = compare(
-        lambda: ours.update(compute_scores(m, x, b, t, LAYERS, PATH, cfg, warn=False).scores),
+        lambda: ours.update(compute_scores(m, x, b, t, LAYERS, PATH, cfg).scores),
         lambda: theirs.update(captum_all(m, x, b, t, LAYERS, PATH, a.steps)), dev, a.repeats)
     err = max(float((ours[k] - theirs[k]).abs().max() / theirs[k].abs().max().clamp(min=1e-12)) for k in theirs)
     r = statistics.median(t_cap) / statistics.median(t_ours)
     print(f"A  4 layers x 4 path methods, {a.images} images {a.size}px, n_steps {a.steps}, {a.repeats} alternating "
           f"runs: neuronimp {_fmt(t_ours)}, Captum {_fmt(t_cap)}, ratio of medians {r:.1f}x (target >= 6x); "
           f"max relative difference {err:.1e}", flush=True)
-    t1, t2 = compare(lambda: compute_scores(m, x, b, t, ["inception4d"], ["conductance"], cfg, warn=False),
+    t1, t2 = compare(lambda: compute_scores(m, x, b, t, ["inception4d"], ["conductance"], cfg),
                      lambda: captum_all(m, x, b, t, ["inception4d"], ["conductance"], a.steps), dev, a.repeats)
     r = statistics.median(t2) / statistics.median(t1)
     print(f"B  1 layer x conductance, {a.repeats} alternating runs: neuronimp {_fmt(t1)}, "

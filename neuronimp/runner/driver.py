@@ -107,8 +107,8 @@ def run_study(name: str, ctx: Context, shard: Shard = Shard(), *, write: bool = 
     bs = study.batch_size(ctx)
     if write:
         parts = ctx.out / "parts" / f"{study.name}{shard.tag}"
-        frames = run_parts(items, work, parts, bs, run_key(study.name, cfg, study.not_in_key), study.tables, desc=study.name,
-                           show=show, unit=study.unit)
+        key = run_key(study.name, cfg, study.not_in_key)
+        frames = run_parts(items, work, parts, bs, key, study.tables, desc=study.name, show=show, unit=study.unit)
     else:
         frames = run_memory(items, work, bs, study.tables, desc=study.name, show=show, unit=study.unit)
     frames = {t: _ordered(frames.get(t, pd.DataFrame()), study.columns.get(t)) for t in study.tables}
