@@ -5,8 +5,8 @@ Why: LRP rules are written for `z_k = sum_j a_j w_jk + b_k` followed by an eleme
 (Montavon et al. 2019, sec. 10.2). A batch norm after a conv is an affine map of z that a rule on the conv
 cannot see; merged into the conv (w' = w s, b' = (b - mu) s + beta with s = gamma / sqrt(var + eps)) it
 becomes part of z, and the batch norm computes the identity. A residual `y = a + b` passes the full
-relevance R_y to both a and b under plain autograd (R counted twice per addition: a plain-`+` residual MLP
-with two additions above a layer reports 4 F(x) there); the sum rule R_a = a / (a + b) R_y,
+relevance R_y to both a and b under plain autograd (R counted twice per addition: measured 4 F(x) below two
+additions of a residual MLP, 16 F(x) at layer2 of a ResNet-18); the sum rule R_a = a / (a + b) R_y,
 R_b = b / (a + b) R_y (zennit's `Norm` rule on its `Sum` module) conserves it.
 
 - Batch-norm pairs are found by following tensors in one forward pass (the batch norm reads exactly the
