@@ -22,7 +22,7 @@ from torch import nn
 from neuronimp.methods.grid import RULES, make_grid
 from neuronimp.methods.path import path_sweep, sweep_probe
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 N = 6  # intervals
 
 

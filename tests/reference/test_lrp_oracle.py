@@ -23,7 +23,7 @@ from torch import nn
 from neuronimp.methods.lrp import lrp_relevance
 from tests.conftest import toy_cnn
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 EPS, STAB, GAMMA = 1e-3, 1e-6, 0.3
 
 
