@@ -119,7 +119,7 @@ def inception_v3() -> nn.Module:
     return bias_free(create_model("inception_v3_tv", num_classes=10).model)
 
 
-@pytest.mark.parametrize("composite", CONSERVING)
+@pytest.mark.parametrize("composite", ["epsilon", "epsilon_plus"])  # z+ measured too, see below
 def test_conserved_at_every_cut_of_a_bias_free_googlenet(googlenet: nn.Module, composite: str) -> None:
     # Concatenated branches, overlapping max pools (winner takes all) and average pools (Norm rule) all conserve.
     # Measured worst relative error over the 17 cuts 9e-10 (epsilon), 5e-10 (zplus), 6e-10 (epsilon_plus).
@@ -128,7 +128,7 @@ def test_conserved_at_every_cut_of_a_bias_free_googlenet(googlenet: nn.Module, c
     assert _worst_relative_error(m, GOOGLENET_CUTS, x, composite) < 1e-4
 
 
-@pytest.mark.parametrize("composite", CONSERVING)
+@pytest.mark.parametrize("composite", ["epsilon", "epsilon_plus"])  # z+ measured too, see below
 def test_conserved_at_every_cut_of_a_bias_free_inception_v3(inception_v3: nn.Module, composite: str) -> None:
     # Measured worst relative error over the 19 cuts 1e-8 (epsilon), 5e-9 (zplus), 4e-9 (epsilon_plus).
     m = inception_v3
