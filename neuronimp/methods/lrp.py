@@ -7,13 +7,13 @@ logit (zero elsewhere), so relevance is measured in logit units, and one pass gi
 
 Rules (z_k = sum_j a_j w_jk + b_k; R_j = sum_k q_jk R_k):
   epsilon   q_jk = a_j w_jk / (z_k + eps sign z_k)                          Bach et al. 2015, eq. 58
-  gamma     q_jk = a_j (w_jk + gamma w_jk^+) / sum_j a_j (w_jk + gamma w_jk^+)  Montavon et al. 2019, eq. 10.4
+  gamma     q_jk = a_j (w_jk + gamma w_jk^+) / sum_j a_j (w_jk + gamma w_jk^+)  Montavon et al. 2019, sec. 10.2.1
             (zennit's generalised form, Andeol et al. 2021: for z_k < 0 and a_j < 0 the negative parts take
             the place of the positive ones; biases enter the denominators as b + gamma b^+ / b + gamma b^-)
   zplus     q_jk = (a_j^+ w_jk^+ + a_j^- w_jk^-) / (sum_j (a_j^+ w_jk^+ + a_j^- w_jk^-) + b_k^+)
-            (z+ / deep Taylor, Montavon et al. 2017, eq. 11; alpha=1, beta=0)
+            (z+ / deep Taylor, Montavon et al. 2017; alpha=1, beta=0)
   alpha2_beta1  2 (positive share) - 1 (negative share)                     Bach et al. 2015, eq. 60
-  box       z^B rule for the first convolution with input bounds [low, high]  Montavon et al. 2017, eq. 13
+  box       z^B rule for the first convolution with input bounds [low, high]  Montavon et al. 2017
 Composites (LRP_COMPOSITES): `epsilon`, `gamma`, `zplus` put that one rule on every Linear/Conv module;
 `epsilon_plus` (z+ on convs, epsilon on dense), `epsilon_gamma_box` (box on the first conv, gamma on the
 other convs, epsilon on dense) and `epsilon_alpha2_beta1` are zennit's composites of those names. All of them
@@ -32,7 +32,8 @@ stabilisers on a bias-free network under the epsilon, z+ and gamma rules.
 Captum's LayerLRP is no longer used for LRP. It gives containers and non-linearities no rule, and its relevance
 doubled at every residual block of torchvision's ResNet-18 (whose blocks call one ReLU module twice): summed over
 layer1 / layer2 / layer3 of a bias-free random ResNet-18 it gave 64 / 16 / 4 F(x), and 4 F(x) below the two plain
-`+` of a residual MLP (measured; tests/unit/test_lrp.py). Captum stays for DeepLIFT (propagation.py) and as an
+`+` of a residual MLP (measured with the code before issue 13; tests/unit/test_lrp.py shows the same counts when
+the sums here pass relevance as a plain gradient). Captum stays for DeepLIFT (propagation.py) and as an
 oracle in the tests.
 """
 from __future__ import annotations

@@ -6,9 +6,9 @@ W[o, c, dy, dx], loops over every index), so every rule below is a plain sum ove
 The hidden layers read ReLU outputs, a_j >= 0, which the oracle asserts, so the rules take their textbook form:
   epsilon  R_j = sum_k a_j w_jk / (z_k + eps sign z_k) R_k,  z_k = sum_j a_j w_jk + b_k   (Bach et al. 2015, eq. 58)
   gamma    R_j = sum_k a_j (w_jk + g w_jk^+) / (sum_j a_j (w_jk + g w_jk^+) + b_k + g b_k^+) R_k   for z_k > 0
-           (Montavon et al. 2019, eq. 10.4, with the bias in the denominator as zennit does; for z_k < 0, which only
+           (Montavon et al. 2019, sec. 10.2.1, with the bias in the denominator as zennit does; for z_k < 0, which only
            the output logit can have with R_k != 0, the mirrored form with w^- and b^-, Andeol et al. 2021)
-  zplus    R_j = sum_k a_j w_jk^+ / (sum_j a_j w_jk^+ + b_k^+) R_k          (Montavon et al. 2017, eq. 11; zennit
+  zplus    R_j = sum_k a_j w_jk^+ / (sum_j a_j w_jk^+ + b_k^+) R_k          (Montavon et al. 2017; zennit
            keeps the positive bias in the denominator)
   alpha2_beta1  R_j = sum_k [2 a_j w_jk^+ / (sum_j a_j w_jk^+ + b_k^+) - a_j w_jk^- / (sum_j a_j w_jk^- + b_k^-)] R_k
            (Bach et al. 2015, eq. 60)
