@@ -132,9 +132,9 @@ def test_inception_v3_deeplift_sums_to_delta(inception_v3: nn.Module) -> None:
 @pytest.mark.parametrize("layer", ["inception3b", "inception4d"])
 def test_googlenet_lrp_epsilon_conserves_relevance(googlenet: nn.Module, layer: str) -> None:
     # Bias-free (batch-norm means and shifts, fc bias at 0), epsilon 1e-9: relevance at the layer sums to F(x).
-    # Measured relative error 2e-9, 3e-9 (inception3b) and 8e-10, 1e-9 (inception4d); with the pool branches on
-    # the block's own `x.clone()` and no copy per hooked module in `lrp` 2e4, 8e4 / 280, 220 (Captum multiplies
-    # the pool branch's relevance by x twice).
+    # Measured relative error 8e-10, 1e-9 (inception3b) and 4e-10, 5e-10 (inception4d) through zennit. (Captum's
+    # LayerLRP, before issue 13: 2e-9 to 3e-9 with a copy of the input per hooked module, 2e4, 8e4 / 280, 220
+    # without, as it multiplied the pool branch's relevance by x twice.)
     m = copy.deepcopy(googlenet)
     with torch.no_grad():
         for mod in m.modules():
@@ -153,7 +153,8 @@ def test_googlenet_lrp_epsilon_conserves_relevance(googlenet: nn.Module, layer: 
 
 
 def test_lrp_at_an_inception_block(googlenet: nn.Module) -> None:
-    # Inception blocks are containers with no LRP rule of their own: relevance is read at a tap after them.
+    # Inception blocks are containers with no LRP rule of their own: relevance is read as zennit's modified gradient
+    # at their output, and nothing is left on the model afterwards.
     m = googlenet
     x = torch.rand(1, 3, 64, 64, dtype=torch.float64)
     t = m(x).argmax(1)
@@ -162,5 +163,5 @@ def test_lrp_at_an_inception_block(googlenet: nn.Module) -> None:
     for meth in ("lrp_epsilon", "lrp_zplus"):
         r = s.scores[("inception4d", meth)]
         assert r.shape == (1, 528) and torch.isfinite(r).all() and r.abs().sum() > 0
-    assert not any(hasattr(mod, "rule") for mod in m.modules())
-    assert type(m.inception4d).__name__ != "Sequential"  # the tap is gone
+    assert not any(hasattr(mod, "rule") or hasattr(mod, "canonizer_sum") for mod in m.modules())
+    assert not any(mod._forward_hooks or mod._forward_pre_hooks for mod in m.modules())

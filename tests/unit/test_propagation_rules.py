@@ -1,5 +1,6 @@
-"""What `deeplift` and `lrp` add around Captum: the adding max-pool rule (by hand on overlapping windows, swapped
-in and back), and a copy of each hooked module's input (completeness on a block whose pool shares its input)."""
+"""What `deeplift` adds around Captum: the adding max-pool rule (by hand on overlapping windows, swapped in and back),
+and a copy of each hooked module's input (completeness on a block whose pool shares its input); and `lrp` (zennit)
+conserving relevance on the same block."""
 from __future__ import annotations
 
 import pytest
@@ -112,9 +113,10 @@ def test_deeplift_sums_to_delta_when_a_pool_shares_its_input(copy: bool) -> None
 
 @pytest.mark.parametrize("copy", [False, True])
 def test_lrp_epsilon_conserves_relevance_when_a_pool_shares_its_input(copy: bool) -> None:
-    # Bias-free net, epsilon 1e-9: relevance at relu0 sums to F(x). Measured relative error 2e-8 to 9e-8; without
-    # `own_inputs` the same on the shared input, but 0.06 to 1.0 with the model's own copy (`copy=True`): Captum
-    # hooks both h and the copy, so the pool's relevance is multiplied by h twice.
+    # Bias-free net, epsilon 1e-9: relevance at relu0 sums to F(x). Measured relative error 2e-8 to 8e-8 with zennit
+    # (each module call gets its own identity node on its input), copy or not. With Captum's LayerLRP (before
+    # issue 13) the same without a copy, but 0.06 to 1.0 with the model's own copy unless every hooked module read
+    # its own copy: Captum hooked both h and the copy, multiplying the pool's relevance by h twice.
     m, x = _block(copy), _x(1).abs()
     with torch.no_grad():
         f = m(x)
