@@ -13,7 +13,8 @@ from neuronimp.errors import UsageError
 from neuronimp.hooks import capture
 from neuronimp.methods.ablation import ablation_value, single_unit_drop
 from neuronimp.methods.layer_ig import layer_ig
-from neuronimp.methods.propagation import deeplift, lrp
+from neuronimp.methods.lrp import lrp_relevance
+from neuronimp.methods.propagation import deeplift
 from neuronimp.methods.selectivity import selectivity_index
 from neuronimp.methods.spec import MethodCall, method
 
@@ -54,18 +55,26 @@ def _deeplift(call: MethodCall) -> tuple[torch.Tensor, torch.Tensor]:
     return _difference(call, deeplift(call.model, call.layer, call.x, call.baseline, call.target))
 
 
-def _lrp(rule: str):  # noqa: ANN202 - a registered adapter
+def _lrp(composite: str):  # noqa: ANN202 - a registered adapter
     def fn(call: MethodCall) -> tuple[torch.Tensor, torch.Tensor]:
-        s = lrp(call.model, call.layer, call.x, call.target, rule, call.params.lrp_epsilon, call.params.lrp_gamma)
-        return s, s.sum(1) - call.outputs()[0].to(s)  # relevance is conserved: sum_u R_u = F(x) up to absorbed terms
+        p = call.params
+        return lrp_relevance(call.model, call.layer, call.x, call.target, composite, epsilon=p.lrp_epsilon,
+                             gamma=p.lrp_gamma, stabilizer=min(p.lrp_epsilon, 1e-6))
 
     return fn
 
 
-for _rule, _help in (("lrp_epsilon", "LRP epsilon-rule relevance at the layer (Bach et al. 2015)"),
-                     ("lrp_gamma", "LRP gamma-rule relevance at the layer (Montavon et al. 2019)"),
-                     ("lrp_zplus", "LRP z+ rule = deep Taylor decomposition (Montavon et al. 2017)")):
-    method(_rule, help=_help, delta="output")(_lrp(_rule))
+for _name, _comp, _help in (
+    ("lrp_epsilon", "epsilon", "LRP epsilon rule on every layer (Bach et al. 2015), through zennit"),
+    ("lrp_gamma", "gamma", "LRP gamma rule on every layer (Montavon et al. 2019), through zennit"),
+    ("lrp_zplus", "zplus", "LRP z+ rule = deep Taylor decomposition (Montavon et al. 2017), through zennit"),
+    ("lrp_epsilon_plus", "epsilon_plus", "LRP composite: z+ on convolutions, epsilon on dense layers (zennit)"),
+    ("lrp_epsilon_gamma_box", "epsilon_gamma_box",
+     "LRP composite: box rule on the first conv, gamma on the other convs, epsilon on dense (zennit)"),
+    ("lrp_epsilon_alpha2_beta1", "epsilon_alpha2_beta1",
+     "LRP composite: alpha2-beta1 on convolutions, epsilon on dense layers (zennit)"),
+):
+    method(_name, help=_help, delta="output")(_lrp(_comp))
 
 
 def _ablation(kind: str):  # noqa: ANN202 - a registered adapter

@@ -77,8 +77,7 @@ def test_no_hook_left_behind(method: str, case: str) -> None:
     m[3].armed = case == "raising_module"
     raised = None
     try:
-        compute_scores(m, x, torch.zeros_like(x), target, LAYERS, [method], AttributionCfg(n_steps=3), stats=stats,
-                       warn=False)
+        compute_scores(m, x, torch.zeros_like(x), target, LAYERS, [method], AttributionCfg(n_steps=3).params(), stats=stats)
     except (RuntimeError, IndexError, ValueError) as exc:  # the case's own failure, whatever the method wraps it in
         raised = exc
     finally:
