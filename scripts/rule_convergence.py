@@ -102,6 +102,7 @@ class Softplus(nn.Module):
 
 def smooth_case() -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """tanh(W x + c) layer '1' then a softplus head; 6 inputs of scale 1..3; the analytic conductance."""
+    torch.manual_seed(0)  # the biases
     g = torch.Generator().manual_seed(0)
     m = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), Softplus(torch.randn(7, generator=g))).double().eval()
     with torch.no_grad():

@@ -88,6 +88,7 @@ def path_points(
     """F, y_l and dF/dy_l at x' + alpha (x - x') for each alpha: [c, B] and lists of [c, B, *layer shape].
 
     Runs inside `capture(model, layers)` (its dict is `out`), `frozen(model)` and `torch.enable_grad()`.
+    Under autocast the half-precision outputs come back as float32 (the network still runs in half).
     """
     B, c = x.shape[0], len(alphas)  # noqa: N806
     a = torch.tensor(alphas, dtype=x.dtype, device=x.device).view(c, *([1] * x.dim()))
@@ -108,9 +109,14 @@ def path_points(
         raise RuntimeError(f"layers {missing} were not reached by the forward pass")
     ys = [out[l] for l in layers]
     gs = torch.autograd.grad(f.sum(), ys, allow_unused=True)
-    yv = [y.detach().view(c, B, *y.shape[1:]) for y in ys]
-    gv = [g.view_as(y) if g is not None else torch.zeros_like(y) for g, y in zip(gs, yv)]
-    return f.detach().view(c, B), yv, gv
+    yv = [_wide(y.detach()).view(c, B, *y.shape[1:]) for y in ys]
+    gv = [_wide(g).view_as(y) if g is not None else torch.zeros_like(y) for g, y in zip(gs, yv)]
+    return _wide(f.detach()).view(c, B), yv, gv
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 (autocast) -> float32, so the sums over steps and positions are not rounded to 8 bits."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def path_sweep(
@@ -173,7 +179,7 @@ def path_sweep(
             res.scores[(l, "conductance")] = cond[l].total
             res.deltas[l] = cond[l].total.sum(1) - (res.f_input - res.f_baseline)
     res.scores = {k: v for k, v in res.scores.items() if k[1] in want}
-    res.steps = torch.full((B,), grid.n_steps if needs_path else 0, dtype=torch.long)
+    res.steps = torch.full((B,), grid.n_steps if needs_path else 0, dtype=torch.long, device=x.device)
     return res
 
 
