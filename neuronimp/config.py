@@ -10,12 +10,13 @@ The config is assembled from its sections: model, data and attribution here, `tr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
 from neuronimp.errors import UsageError, closest
+from neuronimp.methods.grid import NESTED_RULES
 from neuronimp.methods.params import MethodParams
 from neuronimp.runner.settings import RunnerCfg, SlurmCfg  # noqa: F401 (re-exported)
 from neuronimp.schema import Strict
@@ -44,8 +45,10 @@ class DataCfg(Strict):
 class AttributionCfg(Strict):
     """How importance is computed (the engine)."""
 
-    n_steps: int = Field(default=50, ge=1, le=100_000)
-    rule: Literal["riemann_left", "trapezoid", "gauss_legendre"] = "trapezoid"
+    n_steps: Annotated[int, Field(ge=1, le=100_000)] | Literal["auto"] = 50  # auto: per input, to delta_tolerance
+    rule: Literal["riemann_left", "trapezoid", "simpson", "gauss_legendre"] = "trapezoid"
+    start_steps: int = Field(default=8, ge=1, le=100_000)  # n_steps auto: first grid, doubled per input
+    max_steps: int = Field(default=1024, ge=1, le=100_000)  # n_steps auto: the cap
     step_chunk: int = Field(default=16, ge=1)  # interpolation points per forward/backward pass
     baseline: str = "zero"  # zero | mean | blur | path to a tensor file (.pt)
     blur_sigma: float = Field(default=5.0, gt=0)
@@ -55,10 +58,23 @@ class AttributionCfg(Strict):
     lrp_gamma: float = Field(default=0.25, ge=0)
     random_seed: int = 0
 
+    @model_validator(mode="after")
+    def _steps(self) -> "AttributionCfg":
+        if self.n_steps == "auto" and self.rule not in NESTED_RULES:
+            raise ValueError(f"n_steps: auto refines nested grids; rule {self.rule!r} has none (allowed with auto: "
+                             f"{', '.join(NESTED_RULES)})")
+        if self.rule == "simpson" and self.n_steps != "auto" and self.n_steps % 2:
+            raise ValueError(f"rule simpson needs an even n_steps, got {self.n_steps}")
+        if self.rule == "simpson" and self.start_steps % 2:
+            raise ValueError(f"rule simpson needs an even start_steps, got {self.start_steps}")
+        return self
+
     def params(self) -> MethodParams:
         """The methods' parameters (a plain dataclass: methods never see the config)."""
-        return MethodParams(self.n_steps, self.rule, self.step_chunk, self.delta_tolerance, self.lrp_epsilon,
-                            self.lrp_gamma, self.random_seed)
+        return MethodParams(n_steps=self.n_steps, rule=self.rule, step_chunk=self.step_chunk,
+                            delta_tolerance=self.delta_tolerance, lrp_epsilon=self.lrp_epsilon,
+                            lrp_gamma=self.lrp_gamma, random_seed=self.random_seed, start_steps=self.start_steps,
+                            max_steps=self.max_steps)
 
 
 class ConfigBase(Strict):

@@ -16,7 +16,7 @@ from neuronimp.hooks import not_inplace
 from neuronimp.methods import catalog  # noqa: F401 - registers the built-in methods
 from neuronimp.methods.grid import make_grid, suggest_steps
 from neuronimp.methods.params import MethodParams
-from neuronimp.methods.path import path_sweep, sweep_probe
+from neuronimp.methods.path import adaptive_sweep, path_sweep, sweep_probe
 from neuronimp.methods.selectivity import LayerStats
 from neuronimp.methods.spec import METHODS, MethodCall, spec
 from neuronimp.probe import Probe
@@ -30,6 +30,7 @@ class Scores:
     deltas: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
     f_input: torch.Tensor | None = None
     f_baseline: torch.Tensor | None = None
+    steps: torch.Tensor | None = None  # path methods: n_steps used for each input [B] (all equal unless auto)
 
     def delta(self, layer: str, method: str) -> torch.Tensor | None:
         """The per-input delta of (layer, method), or None when the method has none."""
@@ -72,7 +73,9 @@ def delta_message(method: str, layer: str, worst: float, params: MethodParams) -
     what = "completeness" if spec(method).delta == "difference" else "conservation"
     ref = "F(x)-F(x')" if spec(method).delta == "difference" else "F(x)"
     hint = ""
-    if method in ("conductance", "layer_ig"):
+    if params.auto and method == "conductance":  # only inputs that hit the cap are left above the tolerance
+        hint = f"; these inputs reached attribution.max_steps = {params.max_steps}: raise it"
+    elif method in ("conductance", "layer_ig") and not params.auto:
         n = suggest_steps(params.rule, params.n_steps, worst, params.delta_tolerance)
         hint = f"; try attribution.n_steps={n} (now {params.n_steps})"
     return (f"{method} at {layer}: {what} delta up to {worst:.1%} of {ref} exceeds the tolerance "
@@ -109,19 +112,32 @@ def _compute(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, target: 
              methods: list[str], params: MethodParams, ids: torch.Tensor | None,
              stats: dict[str, LayerStats] | None, probes: dict[str, Probe] | None) -> Scores:
     specs = [spec(m) for m in methods]
-    grid = make_grid(params.rule, params.n_steps)
     out = Scores()
     probes = probes if probes is not None else {}
     shared: dict[str, torch.Tensor] = {}
     path = [s.name for s in specs if s.path]
     if path:
         fast = sweep_probe(model, layers, x[:1], probes)
-        res = path_sweep(model, x, baseline, target, layers, path, grid, params.step_chunk, probe=fast)
+        if params.auto:  # n per input, to the tolerance (Dhamdhere et al. eq. 3 on nested grids)
+            res = adaptive_sweep(model, x, baseline, target, layers, path, params.rule, params.delta_tolerance,
+                                 params.step_chunk, probe=fast, start_steps=params.start_steps,
+                                 max_steps=params.max_steps)
+        else:
+            res = path_sweep(model, x, baseline, target, layers, path, make_grid(params.rule, params.n_steps),
+                             params.step_chunk, probe=fast)
+        out.steps = res.steps
         out.scores.update(res.scores)
-        out.deltas.update({(layer, "conductance"): d for layer, d in res.deltas.items()})
+        if "conductance" in path:  # adaptive_sweep returns the deltas that steered it even when not asked
+            out.deltas.update({(layer, "conductance"): d for layer, d in res.deltas.items()})
         if res.f_input is not None and res.f_baseline is not None:
             shared.update(f_input=res.f_input, f_baseline=res.f_baseline)
     ids = ids if ids is not None else torch.arange(x.shape[0])
+    if not params.auto:
+        grid = make_grid(params.rule, params.n_steps)
+    elif out.steps is not None and len(out.steps):  # fixed-grid methods (layer IG) at the most steps any input took
+        grid = make_grid(params.rule, int(out.steps.max()))
+    else:
+        grid = make_grid(params.rule, params.max_steps)
     for layer in layers:
         call = MethodCall(model, layer, x, baseline, target, params, grid, ids,
                           (stats or {}).get(layer), probes, shared)

@@ -74,6 +74,12 @@ class Grid:
 
 def make_grid(rule: str, n_steps: int) -> Grid:
     """The grid of `rule` with `n_steps` intervals (see the module docstring)."""
+    if n_steps == "auto":
+        from neuronimp.errors import UsageError
+
+        raise UsageError("attribution.n_steps = 'auto' chooses the steps per input for the path methods "
+                         "(activation, grad_x_act, internal_influence, conductance); this computation needs a "
+                         "number: set attribution.n_steps")
     if n_steps < 1:
         raise ValueError("n_steps must be >= 1")
     n = n_steps

@@ -87,8 +87,8 @@ class Ablate(Study):
                     batch = ImageBatch(ids.cpu(), y.cpu(), pred, t, x, acts[layer])
                     for row in ablation_rows(p, batch, layer, orders[layer], values, cfg.ablate):
                         trace = row.pop("target_logits")
-                        d = deltas.get((layer, row["method"]), {}).get(row["image_id"], (None, None))
-                        flips.append({**row, "delta": d[0], "rel_delta": d[1]})
+                        d = deltas.get((layer, row["method"]), {}).get(row["image_id"], (None, None, None))
+                        flips.append({**row, "delta": d[0], "rel_delta": d[1], "steps": d[2]})
                         logits += [{"image_id": row["image_id"], "layer": layer, "method": row["method"],
                                     "ablation": row["ablation"], "draw": row["draw"], "k": k, "target_logit": v}
                                    for k, v in enumerate(trace)]
@@ -124,7 +124,8 @@ def order_scores(ctx: Any, ids: torch.Tensor, x: torch.Tensor, base: torch.Tenso
                                stats=state["stats"], probes=state["probes"])
         for (layer, m), d in s.deltas.items():
             rel = s.relative_delta(layer, m)
-            deltas[(layer, m)] = {int(i): (float(d[b]), float(rel[b])) for b, i in enumerate(ids)}
+            steps = s.steps.tolist() if s.steps is not None and m == "conductance" else [None] * len(ids)
+            deltas[(layer, m)] = {int(i): (float(d[b]), float(rel[b]), steps[b]) for b, i in enumerate(ids)}
             from neuronimp.methods import check_delta
 
             ctx.warn_once(check_delta(s, ctx.params, layer, m))

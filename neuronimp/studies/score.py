@@ -1,7 +1,8 @@
 """The `score` study: per-unit importance of every (input, layer, method), in long format.
 
 Columns of scores.csv: input_id, label, target, layer, unit, method, score, delta (the method's per-input
-completeness or conservation delta, blank for methods without one; see results/README.md).
+completeness or conservation delta, blank for methods without one), steps (path methods: the n_steps used for
+the input, which `attribution.n_steps: auto` chooses per input; see results/README.md).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from neuronimp.methods import check_delta, compute_scores, needs_stats
+from neuronimp.methods import check_delta, compute_scores, needs_stats, spec
 from neuronimp.studies.base import Outputs, Study, register_study
 from neuronimp.studies.inputs import baseline_for, input_mean, statistics, targets
 
@@ -42,12 +43,13 @@ class Score(Study):
                 sc = sc.detach().double().cpu()
                 delta = s.delta(layer, method)
                 delta = delta.detach().double().cpu() if delta is not None else None
+                steps = s.steps.tolist() if s.steps is not None and spec(method).path else None
                 for b in range(sc.shape[0]):
                     d = float(delta[b]) if delta is not None else None
                     for u in range(sc.shape[1]):
                         rows.append({"input_id": int(ids[b]), "label": int(y[b]), "target": int(t[b]),
                                      "layer": layer, "unit": u, "method": method, "score": float(sc[b, u]),
-                                     "delta": d})
+                                     "delta": d, "steps": steps[b] if steps is not None else None})
         return {"scores": rows}
 
     def finish(self, ctx: Any, tables: dict[str, pd.DataFrame], shard: Any) -> Outputs:

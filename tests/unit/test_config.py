@@ -34,7 +34,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("model: {nmae: digits_cnn}\n", ["c.yaml", "model.nmae", "allowed here", "name", "did you mean 'name'"]),
         ("attribution: {n_steps: many}\n", ["attribution.n_steps", "'many'", "integer"]),
         ("attribution: {n_steps: 0}\n", ["attribution.n_steps", "greater than or equal to 1"]),
-        ("attribution: {rule: simpson}\n", ["attribution.rule", "'simpson'", "riemann_left", "trapezoid"]),
+        ("attribution: {rule: romberg}\n", ["attribution.rule", "'romberg'", "riemann_left", "simpson"]),
         ("methods: [conductence]\n", ["methods", "conductence", "did you mean 'conductance'"]),
         ("model: {name: googlenett}\n", ["model.name", "googlenett", "did you mean 'googlenet'"]),
         ("data: {name: digit}\n", ["data.name", "did you mean 'digits'"]),
