@@ -38,6 +38,8 @@ def grid(rule: str) -> tuple[list[float], str]:
         return [k / N for k in range(N + 1)], "left"
     if rule == "trapezoid":
         return [k / N for k in range(N + 1)], "mean"
+    if rule == "simpson":  # panels of two intervals; dF/dy and y both as the quadratic through the panel's points
+        return [k / N for k in range(N + 1)], "quadratic"
     if rule == "gauss_legendre":  # N + 1 Gauss-Legendre nodes on [0, 1]; the end intervals are not covered
         nodes, _ = np.polynomial.legendre.leggauss(N + 1)
         return [float(0.5 * (v + 1)) for v in nodes], "left"
@@ -66,6 +68,20 @@ def conductance_oracle(net: nn.Sequential, cut: int, x: torch.Tensor, xb: torch.
     alphas, hold = grid(rule)
     nodes, weights = np.polynomial.legendre.leggauss(8)
     g = dfdy(alphas)
+    if hold == "quadratic":  # Simpson: int g_q(a) y_q'(a) da on each panel, g_q and y_q Lagrange quadratics
+        ys = torch.stack([y_of(xb + a * (x - xb)) for a in alphas]).detach()  # [points, neurons]
+        cond = torch.zeros(g.shape[1], dtype=x.dtype)
+        for m in range(0, len(alphas) - 1, 2):
+            a3 = alphas[m : m + 3]
+            for v, w in zip(nodes, weights):
+                a = a3[0] + (a3[2] - a3[0]) * 0.5 * (v + 1)
+                basis = [np.prod([(a - a3[o]) / (a3[j] - a3[o]) for o in range(3) if o != j]) for j in range(3)]
+                slope = [sum(np.prod([(a - a3[o]) / (a3[j] - a3[o]) for o in range(3) if o not in (j, d)])
+                             / (a3[j] - a3[d]) for d in range(3) if d != j) for j in range(3)]
+                gq = sum(float(basis[j]) * g[m + j] for j in range(3))
+                dyq = sum(float(slope[j]) * ys[m + j] for j in range(3))
+                cond += 0.5 * (a3[2] - a3[0]) * float(w) * gq * dyq
+        return cond.view(prefix(x.unsqueeze(0)).shape[1:]).flatten(1).sum(1)
     sub = [lo + (hi - lo) * 0.5 * (v + 1) for lo, hi in zip(alphas, alphas[1:]) for v in nodes]
     jac = dydx(sub).view(len(alphas) - 1, len(nodes), g.shape[1], dx.numel())  # [interval, node, neuron, i]
     shape = prefix(x.unsqueeze(0)).shape[1:]
