@@ -248,6 +248,13 @@ def check_names(cfg: ConfigBase, source: str) -> None:
     check_out_path(cfg.runner.out, f"{source}: runner.out")
 
 
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:
+        return False
+
+
 def check_out_path(out: str | Path, where: str = "runner.out") -> Path:
     """Refuse an output folder that cannot exist: a component longer than the file system allows (NAME_MAX,
     usually 255 bytes), a path longer than PATH_MAX, or a parent that is a file. Nothing is created."""
@@ -255,11 +262,7 @@ def check_out_path(out: str | Path, where: str = "runner.out") -> Path:
 
     path = Path(out).expanduser()
     full = path.absolute()
-    blocker = file_in_the_way(full)
-    if blocker is not None:
-        what = "is a file" if blocker == full else f"cannot be made: {shorten(blocker, 240)} is a file, not a folder"
-        raise UsageError(f"{where} = {shown(str(out), 240)} {what}; give a folder path")
-    probe = next((p for p in full.parents if p.is_dir()), Path("/"))
+    probe = next((p for p in full.parents if _is_dir(p)), Path("/"))
     try:
         name_max = os.pathconf(probe, "PC_NAME_MAX")
         path_max = os.pathconf(probe, "PC_PATH_MAX")
@@ -270,8 +273,12 @@ def check_out_path(out: str | Path, where: str = "runner.out") -> Path:
             raise UsageError(f"{where} = {shown(str(out), 240)}: the name {shown(part)} is {len(os.fsencode(part))} "
                              f"bytes long; this file system allows at most {name_max} per file or folder name")
     if len(os.fsencode(str(full))) >= path_max:
-        raise UsageError(f"{where} = {shown(str(out))}: the path is {len(os.fsencode(str(full)))} bytes long; "
+        raise UsageError(f"{where} = {shown(str(out), 240)}: the path is {len(os.fsencode(str(full)))} bytes long; "
                          f"this file system allows at most {path_max - 1}")
+    blocker = file_in_the_way(full)
+    if blocker is not None:
+        what = "is a file" if blocker == full else f"cannot be made: {shorten(blocker, 240)} is a file, not a folder"
+        raise UsageError(f"{where} = {shown(str(out), 240)} {what}; give a folder path")
     return path
 
 

@@ -69,8 +69,11 @@ def file_in_the_way(path: str | Path) -> Path | None:
     """The nearest existing ancestor of `path` (or `path` itself) when it is a file, not a folder; else None."""
     p = Path(path).expanduser().absolute()
     for q in (p, *p.parents):
-        if q.exists():
-            return None if q.is_dir() else q
+        try:
+            if q.exists():
+                return None if q.is_dir() else q
+        except OSError:  # e.g. a name longer than the file system allows: it does not exist
+            continue
     return None
 
 

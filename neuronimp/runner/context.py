@@ -168,21 +168,30 @@ class Context:
 
 def _loaded(loader: DataLoader, data: str) -> Iterator[Any]:
     """Iterate a DataLoader; a UsageError raised in a worker process (runner.num_workers >= 1) comes back as
-    its own one-line message, without torch's worker traceback, and items of unequal shapes are one line."""
+    its own one-line message, without torch's worker traceback, and items of unequal shapes are one line.
+
+    Workers are shut down as soon as the iteration stops early (an error, or a consumer that stops reading):
+    left to the garbage collector, torch waits 5 s for each worker.
+    """
     it = iter(loader)
-    while True:
-        try:
-            batch = next(it)
-        except StopIteration:
-            return
-        except UsageError as err:
-            raise UsageError(one_line(err)) from None
-        except RuntimeError as err:
-            if "stack expects each tensor to be equal size" not in str(err):
-                raise
-            raise UsageError(f"data set {data!r} gives inputs of different shapes in one batch "
-                             f"({one_line(err)[:160]}); resize them to the model's input shape") from None
-        yield batch
+    try:
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except UsageError as err:
+                raise UsageError(one_line(err)) from None
+            except RuntimeError as err:
+                if "stack expects each tensor to be equal size" not in str(err):
+                    raise
+                raise UsageError(f"data set {data!r} gives inputs of different shapes in one batch "
+                                 f"({one_line(err)[:160]}); resize them to the model's input shape") from None
+            yield batch
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # torch's multi-process iterator only
+        if shutdown is not None:
+            shutdown()
 
 
 def file_digests(cfg: Config) -> dict[str, str]:

@@ -146,8 +146,29 @@ def check_config(cfg: Any, source: str) -> None:
     if bundle is None:
         return
     check_layers(bundle, cfg.layers, where=f"{source}: layers")
+    try:
+        check_baseline(cfg.attribution.baseline, bundle)
+    except UsageError as err:
+        raise UsageError(f"{source}: {err}") from None
     if data == "imagenet_folder" or num_classes is not None:  # the class count a run would give the model
         check_target(cfg.attribution.target, bundle.num_classes, bundle.name, f"{source}: attribution.target")
+
+
+def check_baseline(kind: str, bundle: ModelBundle) -> None:
+    """A baseline tensor file must broadcast to one input of the model (its read checks finiteness)."""
+    if kind in ("zero", "mean", "blur"):
+        return
+    from neuronimp.methods.baselines import read_baseline_file
+
+    t = read_baseline_file(kind)
+    want = tuple(bundle.input_shape)
+    try:
+        shape = torch.broadcast_shapes(tuple(t.shape), (1, *want))
+    except RuntimeError:
+        shape = None
+    if shape is None or tuple(shape[-len(want):]) != want or math.prod(shape) != math.prod(want):
+        raise UsageError(f"attribution.baseline: baseline file {kind} has shape {tuple(t.shape)}; model "
+                         f"{bundle.name!r} takes inputs of shape {want} (a baseline broadcasts to one input)")
 
 
 def check_weights(bundle: ModelBundle) -> None:
@@ -192,6 +213,7 @@ def check_context(ctx: Any) -> None:
     check_weights(ctx.bundle)
     check_layers(ctx.bundle, cfg.layers)
     check_target(cfg.attribution.target, ctx.bundle.num_classes, ctx.bundle.name)
+    check_baseline(cfg.attribution.baseline, ctx.bundle)
     if ctx.data is not None:
         ds = ctx.split()
         if len(ds):
