@@ -99,7 +99,9 @@ def _study(name: str, config: Path, overrides: list[str] | None, shard: str | No
             raise UsageError("--shard and --launcher exclude each other: --launcher runs every shard "
                              "(--shards N); --shard i/N runs one")
         from neuronimp.runner.launch import launch
+        from neuronimp.runner.preflight import check_config
 
+        check_config(cfg, str(config), device=launcher != "slurm")  # before any job starts: one line, not N
         launch(name, config, overrides or [], launcher, shards, cfg)
         return
     part = Shard.parse(shard)

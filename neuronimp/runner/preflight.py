@@ -128,13 +128,17 @@ def build_structure(cfg: Any, num_classes: int | None) -> ModelBundle | None:
         return create_model(cfg.model.name, weights="none", num_classes=num_classes, **opts)
 
 
-def check_config(cfg: Any, source: str) -> None:
-    """What `validate` checks beyond the config's keys and names: device, layers, target (module docstring)."""
+def check_config(cfg: Any, source: str, device: bool = True) -> None:
+    """What `validate` checks beyond the config's keys and names: device, layers, target (module docstring).
+
+    `device=False` leaves the device to the machine that runs (`--launcher slurm` submits from a login node).
+    """
     from neuronimp.data import DATASETS
     from neuronimp.runner.context import pick_device
 
     try:
-        pick_device(cfg.runner.device)
+        if device:
+            pick_device(cfg.runner.device)
     except UsageError as err:
         raise UsageError(f"{source}: {err}") from None
     data = DATASETS.canonical(cfg.data.name)

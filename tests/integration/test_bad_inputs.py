@@ -679,6 +679,11 @@ def _(env: Env):
     return env.score() + ["--shard", "0/2", "--launcher", "local"], ("--shard and --launcher exclude each other",)
 
 
+@case("launcher_checks_layers_before_any_job")
+def _(env: Env):
+    return env.score("layers=[relu9]") + ["--launcher", "local"], ("unknown layer 'relu9'",)
+
+
 @case("unknown_launcher")
 def _(env: Env):
     return env.score() + ["--launcher", "slrum"], ("did you mean 'slurm'",)
