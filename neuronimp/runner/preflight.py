@@ -146,7 +146,8 @@ def check_config(cfg: Any, source: str, device: bool = True) -> None:
     try:
         bundle = build_structure(cfg, num_classes)
     except UsageError as err:
-        raise UsageError(f"{source}: model {cfg.model.name!r}: {err}") from None
+        named = str(err).startswith("model") or cfg.model.name in str(err)
+        raise UsageError(f"{source}: {err}" if named else f"{source}: model {cfg.model.name!r}: {err}") from None
     if bundle is None:
         return
     check_layers(bundle, cfg.layers, where=f"{source}: layers")
