@@ -53,7 +53,8 @@ def _click_message(exc: Any) -> str:
     return msg
 
 
-app = typer.Typer(name="neuronimp", cls=OneLineGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(name="neuronimp", cls=OneLineGroup, add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_enable=False,
                   help="How important is a neuron? Conductance and friends, and the studies of the papers.")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML experiment config")]

@@ -177,7 +177,8 @@ def parse_overrides(items: list[str] | None) -> list[tuple[str, Any]]:
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
-            raise UsageError(f"--set {shorten(key)}: value {shown(raw)} is not valid YAML ({exc.__class__.__name__})") from None
+            raise UsageError(f"--set {shorten(key)}: value {shown(raw)} is not valid YAML "
+                             f"({exc.__class__.__name__})") from None
         out.append((key.strip(), value))
     return out
 

@@ -110,7 +110,8 @@ def test_shortening_and_one_line() -> None:
     assert shorten("abc") == "abc" and len(shorten("x" * 20_000)) == 80 and shorten("x" * 100).endswith("...")
     assert shown("x" * 100) == repr("x" * 77 + "...")
     worker = ("Caught UsageError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
-              '  File "x.py", line 1, in f\n    raise UsageError(m)\nneuronimp.errors.UsageError: cannot read image a.png')
+              '  File "x.py", line 1, in f\n    raise UsageError(m)\n'
+              "neuronimp.errors.UsageError: cannot read image a.png")
     assert one_line(worker) == "cannot read image a.png"
     assert one_line("a\nb  c") == "a b c"
     assert one_line("name " + "y" * 5000) == "name " + "y" * 77 + "..."
