@@ -146,7 +146,7 @@ def layers(model: Annotated[str, typer.Argument(help="model name")],
     from neuronimp.config import parse_overrides
     from neuronimp.models import create_model, list_layers
 
-    opts = dict(parse_overrides(option))
+    opts = dict(parse_overrides(option, flag="--option", example="width=32"))
     bundle = create_model(model, weights="none", **opts)
     typer.echo(f"{'layer':28s} {'alias':10s} {'shape':22s} units")
     for info in list_layers(bundle):

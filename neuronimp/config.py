@@ -167,17 +167,18 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     cur[parts[-1]] = value
 
 
-def parse_overrides(items: list[str] | None) -> list[tuple[str, Any]]:
+def parse_overrides(items: list[str] | None, flag: str = "--set",
+                    example: str = "attribution.n_steps=100") -> list[tuple[str, Any]]:
     """Parse `--set a.b=c` items; values are read as YAML scalars/lists (`3`, `true`, `[a, b]`)."""
     out: list[tuple[str, Any]] = []
     for item in items or []:
         if "=" not in item:
-            raise UsageError(f"--set {shown(item)}: expected KEY=VALUE, e.g. --set attribution.n_steps=100")
+            raise UsageError(f"{flag} {shown(item)}: expected KEY=VALUE, e.g. {flag} {example}")
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
-            raise UsageError(f"--set {shorten(key)}: value {shown(raw)} is not valid YAML "
+            raise UsageError(f"{flag} {shorten(key)}: value {shown(raw)} is not valid YAML "
                              f"({exc.__class__.__name__})") from None
         out.append((key.strip(), value))
     return out

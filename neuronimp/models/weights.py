@@ -53,8 +53,10 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             raise UsageError(f"checkpoint {str(path)!r} carries code (pickled objects{what}); neuronimp loads "
                              "only tensors (weights_only=True) and never runs it: save model.state_dict() with "
                              "torch.save instead") from None
-        raise UsageError(f"checkpoint {str(path)!r} is corrupt or truncated, or not a torch checkpoint: "
-                         f"{_one_line(err, 120)}") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", str(err), re.S)
+        why = " ".join(detail.group(1).split())[:120] if detail else _one_line(err, 120)
+        raise UsageError(f"checkpoint {str(path)!r} is corrupt or truncated, or not a torch checkpoint "
+                         f"(unpickling failed: {why}); save model.state_dict() with torch.save") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise UsageError(f"checkpoint {str(path)!r} is corrupt or truncated: {_one_line(err, 120)}") from None
     state = unwrap_state_dict(obj, str(path))

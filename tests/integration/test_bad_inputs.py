@@ -348,7 +348,7 @@ def _(env: Env):
 
 @case("layers_option_without_equals")
 def _(env: Env):
-    return ["layers", "digits_mlp", "--option", "width"], ("expected KEY=VALUE",)
+    return ["layers", "digits_mlp", "--option", "width"], ("--option 'width': expected KEY=VALUE",)
 
 
 @case("long_model_name_shortened")
@@ -549,7 +549,8 @@ def _(env: Env):
 
 @case("checkpoint_garbage")
 def _(env: Env):
-    return env.score(f"model.weights={env.file('m.pt', b'garbage' * 20)}"), ("corrupt or truncated",)
+    return env.score(f"model.weights={env.file('m.pt', b'garbage' * 20)}"), \
+        ("corrupt or truncated", "unpickling failed: Unsupported operand")
 
 
 @case("checkpoint_truncated")
@@ -751,7 +752,7 @@ def _(env: Env):
 
 @case("filters_on_images")
 def _(env: Env):
-    return env.score(command="filters"), ("filter",)
+    return env.score(command="filters"), ("the filter analysis needs a Kim CNN",)
 
 
 # ---------------------------------------------------------------- the shared run products (made once)
