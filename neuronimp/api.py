@@ -26,6 +26,7 @@ from neuronimp.errors import UsageError
 from neuronimp.methods import Scores, compute_scores, delta_warnings, needs_stats
 from neuronimp.methods.baselines import make_baseline
 from neuronimp.methods.selectivity import layer_statistics
+from neuronimp.methods.targets import target_classes
 from neuronimp.models import ModelBundle, canonicalise, create_model, resolve_layer
 from neuronimp.models.canonical import check_call_sites
 
@@ -71,15 +72,10 @@ def _target(bundle: ModelBundle, x: torch.Tensor, target: Any, y: torch.Tensor |
     """Target class per input: 'predicted', 'label' (needs y), a class index, or a tensor [B]."""
     if isinstance(target, torch.Tensor):
         return target.to(x.device).long()
-    if target == "predicted":
-        with torch.no_grad():
-            return bundle.model(x).argmax(1)
-    if target == "label":
-        if y is None:
-            raise UsageError("target = 'label' needs the labels: pass y=")
-        return torch.as_tensor(y, device=x.device).long()
-    if isinstance(target, int) and 0 <= target < bundle.num_classes:
-        return torch.full((x.shape[0],), target, dtype=torch.long, device=x.device)
+    if target == "label" and y is None:
+        raise UsageError("target = 'label' needs the labels: pass y=")
+    if target in ("predicted", "label") or (isinstance(target, int) and 0 <= target < bundle.num_classes):
+        return target_classes(bundle.model, x, target, y)[0]
     raise UsageError(f"target = {target!r}: allowed: 'predicted', 'label', a class index in "
                      f"0..{bundle.num_classes - 1}, or a tensor of classes")
 

@@ -15,6 +15,7 @@ import torch
 
 from neuronimp.studies.inputs import baseline_for, targets
 from neuronimp.errors import UsageError
+from neuronimp.plotting import pyplot
 from neuronimp.methods.grid import make_grid
 from neuronimp.methods.neuron import neuron_conductance
 from neuronimp.methods.path import path_sweep
@@ -57,11 +58,7 @@ def run(ctx: Context, unit: int, index: int) -> Path:
 
 
 def _draw(img: torch.Tensor, heat: torch.Tensor, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(6, 3))
     shown = img.permute(1, 2, 0) if img.shape[0] == 3 else img[0]
     shown = (shown - shown.min()) / (shown.max() - shown.min()).clamp(min=1e-12)

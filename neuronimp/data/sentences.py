@@ -36,7 +36,7 @@ MR_DEV_FRACTION = 0.1    # Kim (2014): a random 10% of the training folds as dev
 SST2_DEV_FRACTION = 0.1  # of stsa.binary.train, used only when there is no stsa.binary.test
 DEV_STREAM = 1           # the dev draw is seeded by (DEV_STREAM, seed): independent of MR's fold permutation
 
-Split = tuple[list[list[str]], list[int]]  # (token lists, labels)
+Sentences = tuple[list[list[str]], list[int]]  # (token lists, labels)
 
 
 def default_root() -> Path:
@@ -78,31 +78,31 @@ def hold_out(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
-def split_off(data: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
+def split_off(data: Sentences, fraction: float, seed: int) -> tuple[Sentences, Sentences | None]:
     """(rest, dev): `hold_out` applied to a split, each part in its original order; dev None at fraction 0."""
     if fraction <= 0:
         return data, None
     keep, held = hold_out(len(data[1]), fraction, seed)
 
-    def part(idx: np.ndarray) -> Split:
+    def part(idx: np.ndarray) -> Sentences:
         return [data[0][i] for i in idx], [data[1][i] for i in idx]
 
     return part(keep), part(held)
 
 
-def cut(data: Split | None, limit: int | None) -> Split | None:
+def cut(data: Sentences | None, limit: int | None) -> Sentences | None:
     """The first `limit` items of a split (all when limit is None)."""
     if data is None or limit is None:
         return data
     return data[0][:limit], data[1][:limit]
 
 
-def make_bundle(train: Split, test: Split, dev: Split | None, min_count: int, pad: int) -> DataBundle:
+def make_bundle(train: Sentences, test: Sentences, dev: Sentences | None, min_count: int, pad: int) -> DataBundle:
     """Vocabulary from the train split only; every split padded to max train length + 2 * pad."""
     vocab = build_vocab(train[0], min_count)
     length = max((len(s) for s in train[0]), default=0) + 2 * pad
 
-    def tensors(split: Split) -> TensorData:
+    def tensors(split: Sentences) -> TensorData:
         return TensorData(encode(split[0], vocab, length, pad), torch.tensor(split[1], dtype=torch.long))
 
     return DataBundle(
@@ -142,7 +142,7 @@ def mr(*, root: str | Path | None = None, seed: Seed = 0, cv_fold: Annotated[int
     labels = [1] * len(pos) + [0] * len(neg)
     perm, fold = cv_folds(len(sents), 10, seed)
 
-    def split(idx: np.ndarray) -> Split:
+    def split(idx: np.ndarray) -> Sentences:
         return [sents[i] for i in idx], [labels[i] for i in idx]
 
     train, dev = split_off(split(perm[fold != cv_fold]), float(dev_fraction), seed)
@@ -150,7 +150,7 @@ def mr(*, root: str | Path | None = None, seed: Seed = 0, cv_fold: Annotated[int
                        min_count, pad)
 
 
-def read_labelled(path: Path, limit: int | None, clean: Callable[[str], str]) -> Split:
+def read_labelled(path: Path, limit: int | None, clean: Callable[[str], str]) -> Sentences:
     """Tokens and labels of a `label sentence` file (label 0 or 1), first `limit` lines."""
     sents: list[list[str]] = []
     labels: list[int] = []

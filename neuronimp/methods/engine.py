@@ -63,7 +63,11 @@ def check_delta(scores: Scores, params: MethodParams, layer: str, method: str) -
     rel = scores.relative_delta(layer, method)
     if rel is None or not len(rel):
         return None
-    worst = float(rel.max())
+    return delta_message(method, layer, float(rel.max()), params)
+
+
+def delta_message(method: str, layer: str, worst: float, params: MethodParams) -> str | None:
+    """The warning for a largest relative delta `worst` of (layer, method), or None within the tolerance."""
     what = "completeness" if spec(method).delta == "difference" else "conservation"
     if not math.isfinite(worst):  # NaN/inf scores: no n_steps can help (grid.suggest_steps refuses them)
         return (f"{method} at {layer}: the {what} delta is NaN or inf for some inputs: their scores are not "
@@ -154,4 +158,4 @@ def needs_stats(methods: list[str]) -> bool:
     return any(spec(m).needs_stats for m in methods)
 
 
-__all__ = ["METHODS", "Scores", "compute_scores", "check_delta", "delta_warnings", "needs_stats"]
+__all__ = ["METHODS", "Scores", "compute_scores", "check_delta", "delta_message", "delta_warnings", "needs_stats"]

@@ -48,7 +48,7 @@ class Embedder(nn.Module):
         return torch.stack([table(ids) for table in self.tables()], dim=1)
 
 
-class FilterBank(nn.Module):
+class NgramConvs(nn.Module):
     """Per window w: conv{w} (w x D) -> relu{w} -> max{w} over time; outputs concatenated, N x maps*len(windows)."""
 
     is_block_container = True  # list_layers shows conv3, relu3, max3, ... as layers
@@ -76,7 +76,7 @@ class KimCNN(nn.Module):
     def __init__(self, channels: int, dim: int, windows: Sequence[int], maps: int, dropout: float,
                  num_classes: int) -> None:
         super().__init__()
-        self.pool = FilterBank(channels, dim, windows, maps)
+        self.pool = NgramConvs(channels, dim, windows, maps)
         self.features = nn.Identity()                                         # N x 300: the hook target
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(maps * len(windows), num_classes)

@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from neuronimp.report.summaries import curve_keys, curve_x, selection_reference
+from neuronimp.plotting import pyplot
+from neuronimp.report.summaries import selection_reference
 from neuronimp.report.tables import Table, slug
+from neuronimp.studies.delete_figures import curve_figures
 from neuronimp.runner.io import atomic_path
 from neuronimp.studies import select_summary
 
@@ -28,11 +30,7 @@ DPI = 120
 @contextmanager
 def figure(path: Path, rows: int, cols: int, size: tuple[float, float] = (3.6, 2.8)) -> Iterator[Any]:
     """A figure of rows x cols panels, saved atomically as PNG to `path` and closed whatever happens."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
     try:
         yield fig, axes
@@ -84,37 +82,19 @@ def flip_histograms(t: Table, df: pd.DataFrame, out: Path) -> list[Path]:
 
 
 def deletion_curves(t: Table, df: pd.DataFrame, out: Path) -> list[Path]:
-    """One figure per (model, layer, ablation) of a delete curves table; noise curves get their own."""
-    df = df.assign(_x=curve_x(df), _corr=df["corruption"] if "corruption" in df else 0.0)
-    fig_keys = [c for c in curve_keys(df) if c in ("model", "layer", "ablation")]
+    """The delete study's own figures (studies/delete_figures.py): accuracy vs fraction ablated per
+    (model, split, ablation), rows = layers, columns = orders, one colour per corruption level; noise curves apart."""
+    defaults = {"model": "", "split": "", "ablation": "", "layer": "", "order": "random", "corruption": 0.0, "seed": 0}
+    df = df.assign(**{k: v for k, v in defaults.items() if k not in df})
     made = []
-    for key, g in (df.groupby(fig_keys, sort=True) if fig_keys else [((), df)]):
-        key = key if isinstance(key, tuple) else (key,)
-        panels = list(g.groupby([c for c in ("order", "split") if c in g], sort=True))
-        path = out / f"{t.slug}__curves_{slug('_'.join(map(str, key)))}.png"
-        rows, cols = _grid(len(panels))
-        levels = sorted(g["_corr"].unique())
-        import matplotlib
-
-        cmap = matplotlib.colormaps["viridis"]
-        with figure(path, rows, cols) as (fig, axes):
-            for ax, (pkey, p) in zip(axes.flat, panels):
-                for i, c in enumerate(levels):
-                    curve = p[p["_corr"] == c].groupby("_x")["accuracy"].agg(["mean", "min", "max"])
-                    if curve.empty:
-                        continue
-                    color = cmap(i / max(1, len(levels) - 1))
-                    ax.plot(curve.index, curve["mean"], color=color, lw=1.2, label=f"corruption {c:g}")
-                    ax.fill_between(curve.index, curve["min"], curve["max"], color=color, alpha=0.15, lw=0)
-                noise = p["fraction_ablated"].isna().all()
-                ax.set_xlabel("noise scale" if noise else "fraction of units ablated")
-                ax.set_ylabel("accuracy")
-                ax.set_ylim(-0.02, 1.02)
-                ax.set_title(" / ".join(map(str, pkey if isinstance(pkey, tuple) else (pkey,))), fontsize=9)
-                if len(levels) > 1:
-                    ax.legend(fontsize=7)
-            _hide_unused(axes, len(panels))
-            fig.suptitle(f"{t.rel}: " + ", ".join(f"{k} {v}" for k, v in zip(fig_keys, key)), fontsize=10)
+    for name, fig in curve_figures(df).items():
+        path = out / f"{t.slug}__{name.removeprefix('delete_')}"
+        plt = pyplot()
+        try:
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+        finally:
+            plt.close(fig)
         made.append(path)
     return made
 

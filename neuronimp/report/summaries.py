@@ -11,49 +11,33 @@ import pandas as pd
 from neuronimp.studies import select_summary
 from neuronimp.studies.tabulate import markdown  # noqa: F401 (re-exported)
 from neuronimp.studies.delete_summary import curve_auc
-
-# Dhamdhere et al. 2018, sec. 5: GoogLeNet mixed4d, 100 ImageNet images, units zeroed in order of importance
-PAPER_FLIPS = {
-    ("conductance", "zero"): {"mean k": "3.7", "> 10 units": "3/100", "max k": "16", "flipped by top 10": ""},
-    ("internal_influence", "zero"): {"mean k": "", "> 10 units": "", "max k": "", "flipped by top 10": "5/100"},
-}
-PAPER_FLIPS_NOTE = ("paper (Dhamdhere et al. 2018, GoogLeNet mixed4d, 100 ImageNet images, zero ablation): in "
-                    "conductance order the prediction flips after 3.7 units on average, 3 of 100 images need more "
-                    "than 10 units, at most 16; ablating the top 10 units by internal influence flips only 5 of 100.")
-PAPER_CURVES_NOTE = ("paper (Morcos et al. 2018): networks that memorise (trained on randomised labels) lose accuracy "
-                     "faster under cumulative ablation than networks that generalise, and a unit's class "
-                     "selectivity predicts its importance poorly.")
-PAPER_SELECT_NOTE = ("paper (Dhamdhere et al. 2018, feature-selection table): accuracy (%) of a classifier on the "
-                     "top-k units; 'paper:' rows give the published numbers where the task matches.")
-
+from neuronimp.studies.flips import summarize
+from neuronimp.studies.papers import (PAPER_CURVES_NOTE, PAPER_FLIPS, PAPER_FLIPS_NOTE,  # noqa: F401 (re-exported)
+                                      PAPER_SELECT_NOTE)
 
 def _ratio(n: int, d: int) -> str:
     return f"{n}/{d}" if d else ""
 
 
 def flips_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (layer, method, ablation): flip statistics over eligible rows, then the paper's numbers.
-
-    Eligible rows exclude images whose prediction survives ablating every unit (`never_flips`); random
-    orders pool their draws. '> 10 units' counts eligible rows not flipped by the first 10 units.
-    """
+    """Per (layer, method, ablation): the ablate study's own flip statistics (`studies.flips.summarize`, over
+    eligible rows: images whose prediction survives ablating every unit are left out; random orders pool their
+    draws), in the paper's layout and beside the paper's numbers. '> 10 units' counts eligible rows not flipped
+    by the first 10 units."""
+    if "never_flips" not in df:
+        df = df.assign(never_flips=False)
     rows = []
-    for (layer, method, ablation), g in df.groupby(["layer", "method", "ablation"], sort=False):
-        never = g["never_flips"].astype(str).eq("True") if "never_flips" in g else pd.Series(False, g.index)
-        e = g[~never]
-        flipped = e["flipped"].astype(str).eq("True")
-        k = pd.to_numeric(e["k_flip"], errors="coerce")
-        kf = k[flipped]
-        within10 = int((flipped & (k <= 10)).sum())
-        paper = PAPER_FLIPS.get((method, ablation), {})
+    for r in summarize(df).itertuples(index=False):
+        within10 = int(round(r.share_flip_le10 * r.eligible)) if r.eligible else 0
+        paper = PAPER_FLIPS.get((r.method, r.ablation), {})
         rows.append({
-            "layer": layer, "method": method, "ablation": ablation, "images": g["image_id"].nunique(),
-            "eligible": len(e), "flipped": int(flipped.sum()),
-            "mean k": round(float(kf.mean()), 2) if len(kf) else np.nan,
-            "median k": float(kf.median()) if len(kf) else np.nan,
-            "max k": int(kf.max()) if len(kf) else np.nan,
-            "> 10 units": _ratio(len(e) - within10, len(e)),
-            "flipped by top 10": _ratio(within10, len(e)),
+            "layer": r.layer, "method": r.method, "ablation": r.ablation, "images": r.images,
+            "eligible": r.eligible, "flipped": r.flipped,
+            "mean k": round(float(r.mean_k_flip), 2) if r.flipped else np.nan,
+            "median k": float(r.median_k_flip) if r.flipped else np.nan,
+            "max k": int(r.max_k_flip) if r.flipped else np.nan,
+            "> 10 units": _ratio(r.eligible - within10, r.eligible),
+            "flipped by top 10": _ratio(within10, r.eligible),
             **{f"paper: {c}": paper.get(c, "") for c in ("mean k", "> 10 units", "max k", "flipped by top 10")},
         })
     return pd.DataFrame(rows)

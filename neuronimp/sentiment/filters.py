@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from neuronimp.methods.params import MethodParams
+from neuronimp.methods.targets import target_classes
 from neuronimp.errors import UsageError
 from neuronimp.hooks import capture
 from neuronimp.methods import compute_scores
@@ -54,7 +55,7 @@ class FilterBank:
 
     @classmethod
     def of(cls, model: nn.Module) -> "FilterBank":
-        """Read windows and maps from a Kim CNN (`model.pool` a FilterBank); UsageError for other models."""
+        """Read windows and maps from a Kim CNN (`model.pool` an NgramConvs); UsageError for other models."""
         pool = getattr(model, "pool", None)
         windows = getattr(pool, "windows", None)
         if pool is None or not windows or not hasattr(model, "features"):
@@ -97,8 +98,7 @@ def head(model: nn.Module, target: str) -> tuple[nn.Module, str]:
 
 def targets(model: nn.Module, x: torch.Tensor, target: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(index of F in the head's output [B], predicted class [B]); margin: always output 1."""
-    with torch.no_grad():
-        pred = model(x).argmax(1)
+    _, pred = target_classes(model, x, "predicted")
     return (torch.ones_like(pred) if target == "margin" else pred), pred
 
 

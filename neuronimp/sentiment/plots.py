@@ -6,11 +6,13 @@ from typing import Any
 
 import torch
 
+from neuronimp.plotting import pyplot
+
 
 def sign_map(sgn: torch.Tensor, filters: Sequence[int], sentences: Sequence[int], title: str,
              boundaries: Sequence[tuple[int, str]] = ()) -> Any:
     """The figure of signs [N, U] (rows `filters`, columns `sentences`); boundaries: (row, label) marks."""
-    from matplotlib import pyplot as plt
+    plt = pyplot()
     from matplotlib.colors import ListedColormap
 
     grid = sgn[list(sentences)][:, list(filters)].T.float().numpy()     # U x N

@@ -171,7 +171,7 @@ def level_correct(site: Site, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
     return (logits.argmax(1).view(n_levels, m) == y.view(1, m)).sum(1)
 
 
-def evaluate(site: Site, treatments: list[Treatment], x: torch.Tensor, y: torch.Tensor,
+def treatment_accuracy(site: Site, treatments: list[Treatment], x: torch.Tensor, y: torch.Tensor,
              chunk: int = 512) -> list[torch.Tensor]:
     """Accuracy [L] of every treatment on (x [N, ...], y [N]); the cut activation is computed once per chunk."""
     totals = [torch.zeros(len(t.levels), dtype=torch.long) for t in treatments]
@@ -194,7 +194,7 @@ def curve_rows(site: Site, treatments: list[Treatment], splits: dict[str, tuple[
                chunk: int = 512) -> Iterator[dict[str, Any]]:
     """Rows (layer, order, draw, ablation, level fields, split, accuracy, units) of every treatment and split."""
     for split, (x, y) in splits.items():
-        for tr, acc in zip(treatments, evaluate(site, treatments, x, y, chunk)):
+        for tr, acc in zip(treatments, treatment_accuracy(site, treatments, x, y, chunk)):
             for level, value in zip(tr.levels, acc.tolist()):
                 yield {"layer": site.name, **tr.labels, **level, "split": split, "accuracy": value,
                        "units": site.total}

@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from neuronimp.plotting import pyplot
+
 
 def _slug(model: str) -> str:
     """A file-name part for a model label: mnist_mlp(width=256) -> mnist_mlp_width256 (only [A-Za-z0-9_.-])."""
@@ -16,12 +18,7 @@ def _slug(model: str) -> str:
 
 
 def _plt():  # noqa: ANN202 - the pyplot module
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _colors(levels: list[float]) -> dict[float, tuple]:

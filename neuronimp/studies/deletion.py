@@ -16,39 +16,30 @@ import torch
 from torch import nn
 
 from neuronimp.methods.params import MethodParams
+from neuronimp.methods.targets import target_classes
 from neuronimp.methods.selectivity import LayerStats, layer_statistics, selectivity_index
 from neuronimp.studies.curves import (Site, Treatment, curve_rows, deletion_treatment, make_sites, mix_seed,
                                       noise_treatment)
 from neuronimp.studies.selectivity_study import selectivity_rows, single_unit_accuracy, unit_moments
-from neuronimp.studies.unit_order import canonical_order, engine_scores, parse_order, random_rank, rank_units
+from neuronimp.studies.unit_order import canonical_order, engine_scores, parse_order, random_rank, order_by_score
 
-Split = tuple[torch.Tensor, torch.Tensor]  # inputs [N, ...], labels [N]
+Tensors = tuple[torch.Tensor, torch.Tensor]  # inputs [N, ...], labels [N]
 
 
 @dataclass
 class NetworkData:
     """The tensors one network is studied on (all on the model's device)."""
 
-    splits: dict[str, Split]   # eval sets: "train" (the labels it was trained on) and "test"
+    splits: dict[str, Tensors]   # eval sets: "train" (the labels it was trained on) and "test"
     stats_x: torch.Tensor      # training inputs: unit means (mean ablation) and sds (noise)
-    classes: Split             # held-out inputs with true labels: class-conditional means (selectivity)
-    score: Split               # training inputs and labels whose mean engine score orders the units
+    classes: Tensors             # held-out inputs with true labels: class-conditional means (selectivity)
+    score: Tensors               # training inputs and labels whose mean engine score orders the units
     score_baseline: torch.Tensor  # baseline of the engine's path methods: [N, ...] like score[0], or [1, ...]
     num_classes: int
 
 
 def _chunks(x: torch.Tensor, size: int = 256) -> Iterator[torch.Tensor]:
     return (x[i : i + size] for i in range(0, x.shape[0], size))
-
-
-def _targets(model: nn.Module, x: torch.Tensor, y: torch.Tensor, how: str | int) -> torch.Tensor:
-    """The class each engine score explains: the prediction, the label, or a fixed class."""
-    if how == "label":
-        return y
-    if how == "predicted":
-        with torch.no_grad():
-            return torch.cat([model(c).argmax(1) for c in _chunks(x)])
-    return torch.full_like(y, int(how))
 
 
 def site_seed(seed: int, site: Site) -> int:
@@ -89,7 +80,7 @@ def delete_study(model: nn.Module, layers: list[str], data: NetworkData, cfg: An
     engine = sorted(names - {"random", "selectivity", "accuracy_drop"})
     if engine:
         sx, sy = data.score
-        target = _targets(model, sx, sy, target)
+        target = target_classes(model, sx, target, sy)[0]
         stats = {l: LayerStats(moments[l][0], cls[l].class_means, cls[l].count) for l in layers}
         for name in engine:
             scores[name] = engine_scores(model, layers, name, sx, data.score_baseline, target, params, stats)
@@ -104,7 +95,7 @@ def delete_study(model: nn.Module, layers: list[str], data: NetworkData, cfg: An
                     treatments += [deletion_treatment(site, "random", d, ablation, random_rank(site.total, base, d, 0),
                                                       values[ablation], cfg.n_levels) for d in range(cfg.random_draws)]
                 else:
-                    rank = rank_units(torch.cat([scores[name][l].cpu() for l in site.layers]), most)
+                    rank = order_by_score(torch.cat([scores[name][l].cpu() for l in site.layers]), most)
                     treatments.append(deletion_treatment(site, canonical_order(spec), 0, ablation, rank,
                                                          values[ablation], cfg.n_levels))
         if cfg.noise_scales:

@@ -41,9 +41,7 @@ from neuronimp.probe import Probe
 if TYPE_CHECKING:
     from neuronimp.studies.ablate import AblateCfg
 
-PAPER = ("paper (GoogLeNet mixed4d, 100 ImageNet images): ablation in conductance order flips after 3.7 units "
-         "on average, 3 of 100 images need more than 10, maximum 16; the top 10 by internal influence flip "
-         "only 5 of 100")
+from neuronimp.studies.papers import FLIPS_SENTENCE as PAPER  # noqa: E402,F401
 
 
 @dataclass
@@ -212,6 +210,8 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     Shares are over eligible rows (not never_flips; random pools its draws). mean/median/max k_flip are
     over flipped eligible rows; mean_k_capped counts a row not flipped within K as K + 1 (a lower bound).
     """
+    df = df.assign(**{c: v for c, v in (("draw", 0), ("score_drop_spearman", float("nan")),
+                                         ("max_k", df["k_flip"].max() if len(df) else 0)) if c not in df})
     out = []
     for (layer, method, ablation), g in df.groupby(["layer", "method", "ablation"], sort=False):
         never = g["never_flips"].astype(bool)

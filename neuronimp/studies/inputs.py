@@ -10,21 +10,16 @@ import torch
 
 from neuronimp.methods.baselines import channel_mean, make_baseline
 from neuronimp.methods.selectivity import LayerStats, layer_statistics
+from neuronimp.methods.targets import target_classes
 
 STATS_LIMIT = 2000  # reference items for dataset means and class-conditional means
 
 
 def targets(ctx: Any, x: torch.Tensor, y: torch.Tensor, how: str | int | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(target class, predicted class) per input: the prediction, the label, or a fixed class index."""
-    with torch.no_grad():
-        pred = ctx.bundle.model(x).argmax(1)
-    t = ctx.cfg.attribution.target if how is None else how
-    if t == "predicted":
-        return pred, pred
-    if t == "label":
-        return y.to(pred), pred
-    return torch.full_like(pred, int(t)), pred
+    """(target class, predicted class) per input: the prediction, the label, or a fixed class index
+    (default: the config's attribution.target)."""
+    return target_classes(ctx.bundle.model, x, ctx.cfg.attribution.target if how is None else how, y)
 
 
 def input_mean(ctx: Any) -> torch.Tensor:

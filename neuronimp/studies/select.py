@@ -19,8 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from neuronimp.errors import UsageError, closest
 from neuronimp.hooks import capture
-from neuronimp.methods import compute_scores, needs_stats
-from neuronimp.methods.grid import suggest_steps
+from neuronimp.methods import compute_scores, delta_message, needs_stats
 from neuronimp.schema import Strict
 from neuronimp.studies.base import Outputs, Study, register_study
 from neuronimp.studies.inputs import baseline_for, input_mean, statistics, targets
@@ -129,13 +128,9 @@ class Select(Study):
         df = tables["select"]
         if df.empty:
             return Outputs()
-        tol, att = ctx.cfg.attribution.delta_tolerance, ctx.cfg.attribution
         worst = df.groupby("layer").max_rel_delta.max().dropna()
         for layer, w in worst.items():
-            if w > tol:
-                n = suggest_steps(att.rule, att.n_steps, float(w), tol)
-                ctx.warn_once(f"conductance at {layer}: completeness delta up to {w:.1%} of F(x)-F(x') exceeds "
-                              f"the tolerance {tol:.1%}; try attribution.n_steps={n} (now {att.n_steps})")
+            ctx.warn_once(delta_message("conductance", str(layer), float(w), ctx.params))
         return summaries(ctx, df, shard, {str(k): float(v) for k, v in worst.items()})
 
 

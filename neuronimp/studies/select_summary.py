@@ -11,23 +11,9 @@ import numpy as np
 import pandas as pd
 
 from neuronimp.studies.selection import ALL_UNITS, RANDOM_UNITS
+from neuronimp.studies.papers import PAPER_KS, PAPER_SELECT as PAPER  # noqa: F401 (re-exported)
 from neuronimp.studies.tabulate import markdown  # noqa: F401 (re-exported)
 
-PAPER_KS = (5, 10, 15, 20)
-PAPER: dict[str, dict[str, tuple[float, ...]]] = {  # Dhamdhere et al. 2018, feature-selection table
-    "water_vessels": {
-        "activation": (54.76, 61.90, 65.48, 69.05),
-        "grad_x_act": (67.86, 83.33, 85.71, 88.10),
-        "internal_influence": (50.00, 67.86, 73.81, 75.00),
-        "conductance": (88.10, 94.05, 96.43, 94.05),
-    },
-    "random_labels": {
-        "activation": (46.52, 48.51, 55.81, 60.45),
-        "grad_x_act": (56.94, 76.01, 79.74, 84.39),
-        "internal_influence": (48.50, 62.23, 71.37, 72.50),
-        "conductance": (68.85, 81.58, 85.99, 87.79),
-    },
-}
 LABELS = {"activation": "Activation", "grad_x_act": "Gradient*Activation", "internal_influence":
           "Internal Influence", "conductance": "Conductance", RANDOM_UNITS: "Random units", ALL_UNITS: "All units"}
 RUN = ["task", "draw", "split"]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from neuronimp.hooks import capture, frozen
-from neuronimp.studies.curves import Site, evaluate, single_unit_treatment
+from neuronimp.studies.curves import Site, treatment_accuracy, single_unit_treatment
 
 
 def unit_moments(model: nn.Module, batches: Iterable[torch.Tensor], layers: list[str]
@@ -53,7 +53,7 @@ def single_unit_accuracy(site: Site, ablation: str, values: dict[str, torch.Tens
     tr = single_unit_treatment(site, ablation, values)
     out = {}
     for split, (x, y) in splits.items():
-        acc = evaluate(site, [tr], x, y, chunk)[0]  # [1 + U]
+        acc = treatment_accuracy(site, [tr], x, y, chunk)[0]  # [1 + U]
         out[split] = (float(acc[0]), acc[1:])
     return out
 

@@ -24,7 +24,7 @@ def canonical_order(spec: str) -> str:
     return name if name == "random" else f"{name}:{'most' if most else 'least'}"
 
 
-def rank_units(scores: torch.Tensor, most: bool) -> torch.Tensor:
+def order_by_score(scores: torch.Tensor, most: bool) -> torch.Tensor:
     """Unit indices by score [U], highest first (most) or lowest first; ties keep the unit order."""
     return torch.sort(scores.double().cpu(), descending=most, stable=True).indices
 

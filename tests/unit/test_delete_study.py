@@ -12,12 +12,12 @@ from torch import nn
 
 from neuronimp.config import AttributionCfg, DeleteCfg, build_config
 from neuronimp.methods.selectivity import layer_statistics, selectivity_index
-from neuronimp.studies.curves import (ablation_counts, deletion_treatment, evaluate, make_sites, noise_edit,
+from neuronimp.studies.curves import (ablation_counts, deletion_treatment, treatment_accuracy, make_sites, noise_edit,
                                       noise_treatment)
 from neuronimp.studies.deletion import NetworkData, delete_study
 from neuronimp.studies.delete_summary import auc_table, curve_auc, gap_correlation
 from neuronimp.studies.selectivity_study import selectivity_correlation, selectivity_rows, unit_moments
-from neuronimp.studies.unit_order import canonical_order, random_rank, rank_units
+from neuronimp.studies.unit_order import canonical_order, random_rank, order_by_score
 from tests.conftest import toy_cnn, toy_mlp
 
 
@@ -97,7 +97,7 @@ def test_batched_levels_match_a_literal_reference(scope: str) -> None:
               "3": torch.rand(1, 7, generator=g, dtype=torch.float64)}
     rank = random_rank(site.total, seed=5, draw=0, site_index=0)
     tr = deletion_treatment(site, "random", 0, "mean", rank, values, n_levels=6)
-    got = evaluate(site, [tr], x, y, chunk=17)[0]  # chunks that do not divide N
+    got = treatment_accuracy(site, [tr], x, y, chunk=17)[0]  # chunks that do not divide N
     counts = ablation_counts(site.total, 6)
     for k, c in enumerate(counts):
         m = torch.zeros(site.total)
@@ -121,7 +121,7 @@ def test_conv_mean_ablation_per_position_matches_hooked_model() -> None:
     assert torch.allclose(sd, a.transpose(0, 1).flatten(1).std(1, unbiased=False).float(), atol=1e-5)
     rank = torch.tensor([2, 0, 3, 1])
     tr = deletion_treatment(site, "x", 0, "mean", rank, {"1": mean.double().unsqueeze(0)}, n_levels=5)
-    got = evaluate(site, [tr], x, y)[0]
+    got = treatment_accuracy(site, [tr], x, y)[0]
     for k in range(5):
         b = a.clone()
         b[:, rank[:k]] = mean.double()[rank[:k]]
@@ -186,17 +186,17 @@ def test_noise_curve_starts_at_the_clean_accuracy() -> None:
     y = torch.randint(0, 3, (40,))
     site = make_sites(model, ["1", "3"], ["all"], x[:1])[0]
     sds = {"1": torch.ones(8), "3": torch.ones(7)}
-    acc = evaluate(site, [noise_treatment(site, [0.5, 100.0], 0, sds, seed=0)], x, y)[0]
+    acc = treatment_accuracy(site, [noise_treatment(site, [0.5, 100.0], 0, sds, seed=0)], x, y)[0]
     with torch.no_grad():
         clean = float((model(x).argmax(1) == y).double().mean())
     assert float(acc[0]) == pytest.approx(clean)
-    again = evaluate(site, [noise_treatment(site, [0.5, 100.0], 0, sds, seed=0)], x, y, chunk=7)[0]
+    again = treatment_accuracy(site, [noise_treatment(site, [0.5, 100.0], 0, sds, seed=0)], x, y, chunk=7)[0]
     assert torch.equal(acc, again)  # seeded per input offset: independent of the chunking
 
 
 def test_orders_and_summaries_by_hand() -> None:
-    assert rank_units(torch.tensor([0.3, 0.9, 0.3, 0.1]), most=True).tolist() == [1, 0, 2, 3]
-    assert rank_units(torch.tensor([0.3, 0.9, 0.3, 0.1]), most=False).tolist() == [3, 0, 2, 1]
+    assert order_by_score(torch.tensor([0.3, 0.9, 0.3, 0.1]), most=True).tolist() == [1, 0, 2, 3]
+    assert order_by_score(torch.tensor([0.3, 0.9, 0.3, 0.1]), most=False).tolist() == [3, 0, 2, 1]
     assert canonical_order("conductance") == "conductance:most"
     assert torch.equal(random_rank(10, 1, 2, 0), random_rank(10, 1, 2, 0))
     assert not torch.equal(random_rank(10, 1, 2, 0), random_rank(10, 1, 3, 0))
