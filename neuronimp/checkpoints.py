@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from neuronimp.errors import UsageError
+from neuronimp.errors import UsageError, write_error
 
 SIDECAR_SUFFIX = ".json"  # model.pt -> model.pt.json
 CHUNK = 1 << 20
@@ -94,7 +94,7 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
         _atomic_write(path, data)
         _atomic_write(sidecar_path(path), (json.dumps(record, indent=2) + "\n").encode())
     except OSError as e:
-        raise UsageError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+        raise write_error("cannot write checkpoint", path, e) from None
     return path
 
 

@@ -13,10 +13,48 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
-from neuronimp.errors import UsageError
+from neuronimp.errors import UsageError, one_line
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Click's exceptions, wherever this Typer takes Click from (recent Typer versions carry their own copy)
+_CLICK_EXC = sys.modules[next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException").__module__]
+
+
+class OneLineGroup(TyperGroup):
+    """The app's command group: Click's and Typer's own usage errors (an unknown option, a missing option or
+    argument, a bad value) end like ours, with one line `error: ...` on stderr and exit code 2, not a box."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Run the command line; in standalone mode every Click error is one line and the process exits."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _CLICK_EXC.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `neuronimp` alone: the help, as Click shows it
+                exc.show()
+                sys.exit(exc.exit_code)
+            typer.echo(f"error: {_click_message(exc)}", err=True)
+            sys.exit(2)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _click_message(exc: Any) -> str:
+    """A Click error as one line: the command, the problem, and where the help is."""
+    msg = one_line(exc.format_message())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, _CLICK_EXC.UsageError) and ctx is not None:
+        return f"{ctx.command_path}: {msg} (see {ctx.command_path} --help)"
+    return msg
+
+
+app = typer.Typer(name="neuronimp", cls=OneLineGroup, add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_enable=False,
                   help="How important is a neuron? Conductance and friends, and the studies of the papers.")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML experiment config")]
@@ -36,7 +74,7 @@ def usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise UsageError(_PLUGIN_ERROR)
             return fn(*args, **kwargs)
         except UsageError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {one_line(exc)}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: finished batches are kept; re-run the same command to resume", err=True)
@@ -62,7 +100,9 @@ def _study(name: str, config: Path, overrides: list[str] | None, shard: str | No
             raise UsageError("--shard and --launcher exclude each other: --launcher runs every shard "
                              "(--shards N); --shard i/N runs one")
         from neuronimp.runner.launch import launch
+        from neuronimp.runner.preflight import check_config
 
+        check_config(cfg, str(config), device=launcher != "slurm")  # before any job starts: one line, not N
         launch(name, config, overrides or [], launcher, shards, cfg)
         return
     part = Shard.parse(shard)
@@ -76,9 +116,12 @@ def _study(name: str, config: Path, overrides: list[str] | None, shard: str | No
 @usage_errors
 def validate(configs: Annotated[list[Path], typer.Argument(help="config files")],
              set_: SetOpt = None) -> None:
-    """Check configs (keys, types, ranges, model/dataset/method names) without running anything."""
+    """Check configs (keys, types, names, layers, target, device, paths) without running anything."""
+    from neuronimp.runner.preflight import check_config
+
     for c in configs:
         cfg = _config(c, set_)
+        check_config(cfg, str(c))
         typer.echo(f"ok: {c} (model {cfg.model.name}, data {cfg.data.name}, methods {', '.join(cfg.methods)})")
 
 
@@ -103,7 +146,7 @@ def layers(model: Annotated[str, typer.Argument(help="model name")],
     from neuronimp.config import parse_overrides
     from neuronimp.models import create_model, list_layers
 
-    opts = dict(parse_overrides(option))
+    opts = dict(parse_overrides(option, flag="--option", example="width=32"))
     bundle = create_model(model, weights="none", **opts)
     typer.echo(f"{'layer':28s} {'alias':10s} {'shape':22s} units")
     for info in list_layers(bundle):
@@ -244,10 +287,10 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
     return f"warning: {message}\n"
 
 
-def main() -> None:
-    """Entry point (console script)."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point (console script): every usage error, Click's included, is one line and exit code 2."""
     warnings.formatwarning = _one_line_warning
-    app()
+    app(args=argv, prog_name="neuronimp")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from neuronimp.errors import UsageError
+from neuronimp.errors import UsageError, one_line
 
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                        help="Public data sets: fetch them (checksummed) and list where they are found.")
@@ -26,7 +26,7 @@ def usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except UsageError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {one_line(exc)}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper

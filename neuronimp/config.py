@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
-from neuronimp.errors import UsageError, closest
+from neuronimp.errors import UsageError, closest, file_in_the_way, shorten, shown
 from neuronimp.methods.grid import NESTED_RULES
 from neuronimp.methods.params import MethodParams
 from neuronimp.runner.settings import RunnerCfg, SlurmCfg  # noqa: F401 (re-exported)
@@ -23,6 +23,8 @@ from neuronimp.schema import Strict
 from neuronimp.training import TrainCfg
 
 DEFAULT_METHODS = ("activation", "grad_x_act", "internal_influence", "conductance")
+SEED_MAX = 2**63 - 1  # torch.manual_seed and numpy's generators take any seed in 0..2^63-1
+RANDOM_SEED_MAX = 2**32 - 1  # the `random` method derives per-input 64-bit seeds from it (catalog.random_scores)
 
 
 class ModelCfg(Strict):
@@ -56,7 +58,7 @@ class AttributionCfg(Strict):
     delta_tolerance: float = Field(default=0.05, ge=0)  # relative to |F(x) - F(x')|
     lrp_epsilon: float = Field(default=1e-6, gt=0)
     lrp_gamma: float = Field(default=0.25, ge=0)
-    random_seed: int = 0
+    random_seed: int = Field(default=0, ge=0, le=RANDOM_SEED_MAX)
 
     @model_validator(mode="after")
     def _steps(self) -> "AttributionCfg":
@@ -81,7 +83,7 @@ class ConfigBase(Strict):
     """The sections every experiment has; `config_class()` adds one per registered study."""
 
     name: str = "experiment"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     model: ModelCfg = Field(default_factory=ModelCfg)
     data: DataCfg = Field(default_factory=DataCfg)
     layers: list[str] = Field(default_factory=list)  # empty: the model's default layer
@@ -99,7 +101,7 @@ class ConfigBase(Strict):
         for m in v:
             if m not in METHODS:
                 hint = closest(m, names)
-                raise ValueError(f"unknown method {m!r}; allowed: {', '.join(names)}"
+                raise ValueError(f"unknown method {shown(m)}; allowed: {', '.join(names)}"
                                  + (f" (did you mean {hint!r}?)" if hint else ""))
         return v
 
@@ -161,12 +163,12 @@ def _describe(err: dict[str, Any], source: str) -> str:
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(config_class(), loc)
         hint = closest(str(loc[-1]), allowed)
-        msg = f"{source}: unknown key {key!r}; allowed here: {', '.join(allowed)}"
+        msg = f"{source}: unknown key {shown(key)}; allowed here: {', '.join(allowed)}"
         return msg + (f" (did you mean {hint!r}?)" if hint else "")
     if err["type"] == "literal_error":
-        return f"{source}: {key} = {err.get('input')!r} is not allowed; {err['msg'].lower()}"
+        return f"{source}: {shorten(key)} = {shown(err.get('input'))} is not allowed; {err['msg'].lower()}"
     msg = str(err["msg"]).removeprefix("Value error, ")
-    return f"{source}: {key} = {err.get('input')!r}: {msg}"
+    return f"{source}: {shorten(key)} = {shown(err.get('input'))}: {msg}"
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -181,17 +183,19 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     cur[parts[-1]] = value
 
 
-def parse_overrides(items: list[str] | None) -> list[tuple[str, Any]]:
+def parse_overrides(items: list[str] | None, flag: str = "--set",
+                    example: str = "attribution.n_steps=100") -> list[tuple[str, Any]]:
     """Parse `--set a.b=c` items; values are read as YAML scalars/lists (`3`, `true`, `[a, b]`)."""
     out: list[tuple[str, Any]] = []
     for item in items or []:
         if "=" not in item:
-            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set attribution.n_steps=100")
+            raise UsageError(f"{flag} {shown(item)}: expected KEY=VALUE, e.g. {flag} {example}")
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
-            raise UsageError(f"--set {key}: value {raw!r} is not valid YAML ({exc.__class__.__name__})") from None
+            raise UsageError(f"{flag} {shorten(key)}: value {shown(raw)} is not valid YAML "
+                             f"({exc.__class__.__name__})") from None
         out.append((key.strip(), value))
     return out
 
@@ -252,10 +256,48 @@ def check_names(cfg: ConfigBase, source: str) -> None:
     # Checkpoint files and data folders are checked when they are opened, not here: configs for ImageNet
     # and for checkpoints that `neuronimp train` has yet to write must still validate offline.
     b = cfg.attribution.baseline
-    if b not in ("zero", "mean", "blur") and not Path(b).expanduser().is_file():
-        raise UsageError(
-            f"{source}: attribution.baseline = {b!r}: allowed: zero, mean, blur, or a path to a tensor file (.pt)"
-        )
+    if b not in ("zero", "mean", "blur"):
+        if not Path(b).expanduser().is_file():
+            raise UsageError(f"{source}: attribution.baseline = {shown(b)}: allowed: zero, mean, blur, or a path "
+                             "to a tensor file (.pt)")
+        from neuronimp.methods.baselines import read_baseline_file
+
+        read_baseline_file(b)  # a tensor, all finite (small: read here, and again when the run uses it)
+    check_out_path(cfg.runner.out, f"{source}: runner.out")
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:
+        return False
+
+
+def check_out_path(out: str | Path, where: str = "runner.out") -> Path:
+    """Refuse an output folder that cannot exist: a component longer than the file system allows (NAME_MAX,
+    usually 255 bytes), a path longer than PATH_MAX, or a parent that is a file. Nothing is created."""
+    import os
+
+    path = Path(out).expanduser()
+    full = path.absolute()
+    probe = next((p for p in full.parents if _is_dir(p)), Path("/"))
+    try:
+        name_max = os.pathconf(probe, "PC_NAME_MAX")
+        path_max = os.pathconf(probe, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max, path_max = 255, 4096
+    for part in full.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise UsageError(f"{where} = {shown(str(out), 240)}: the name {shown(part)} is {len(os.fsencode(part))} "
+                             f"bytes long; this file system allows at most {name_max} per file or folder name")
+    if len(os.fsencode(str(full))) >= path_max:
+        raise UsageError(f"{where} = {shown(str(out), 240)}: the path is {len(os.fsencode(str(full)))} bytes long; "
+                         f"this file system allows at most {path_max - 1}")
+    blocker = file_in_the_way(full)
+    if blocker is not None:
+        what = "is a file" if blocker == full else f"cannot be made: {shorten(blocker, 240)} is a file, not a folder"
+        raise UsageError(f"{where} = {shown(str(out), 240)} {what}; give a folder path")
+    return path
 
 
 def dump_config(cfg: ConfigBase) -> str:

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import TypeAdapter, ValidationError
 
-from neuronimp.errors import UsageError, unknown
+from neuronimp.errors import UsageError, shown, unknown
 
 # the options every data set accepts (applied by load_data after the loader; see corrupt_labels)
 CorruptFraction = Annotated[float, Ge(0), Le(1)]
@@ -132,6 +132,6 @@ def check_data_options(name: str, options: dict[str, Any], where: str = "data.op
         try:
             out[key] = _adapter(annotation).validate_python(value, strict=True)
         except ValidationError:
-            raise UsageError(f"{where}.{key} = {value!r}: expected {describe(annotation)}; "
+            raise UsageError(f"{where}.{key} = {shown(value)}: expected {describe(annotation)}; "
                              f"allowed options of {canonical}: {', '.join(declared)}") from None
     return out

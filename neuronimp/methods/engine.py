@@ -6,6 +6,7 @@ returns its per-input delta, kept in `Scores.deltas[(layer, method)]`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -68,9 +69,12 @@ def check_delta(scores: Scores, params: MethodParams, layer: str, method: str) -
 
 def delta_message(method: str, layer: str, worst: float, params: MethodParams) -> str | None:
     """The warning for a largest relative delta `worst` of (layer, method), or None within the tolerance."""
+    what = "completeness" if spec(method).delta == "difference" else "conservation"
+    if not math.isfinite(worst):  # NaN/inf scores: no n_steps can help (grid.suggest_steps refuses them)
+        return (f"{method} at {layer}: the {what} delta is NaN or inf for some inputs: their scores are not "
+                "finite; check the weights, the inputs and the baseline")
     if worst <= params.delta_tolerance:
         return None
-    what = "completeness" if spec(method).delta == "difference" else "conservation"
     ref = "F(x)-F(x')" if spec(method).delta == "difference" else "F(x)"
     hint = ""
     if params.auto and method == "conductance":  # only inputs that hit the cap are left above the tolerance

@@ -105,8 +105,11 @@ def suggest_steps(rule: str, n_steps: int, delta: float, tolerance: float) -> in
     """The n_steps that should bring |delta| under `tolerance`, assuming first-order convergence.
 
     ReLU networks make the path piecewise linear, so every rule is only first order in general:
-    the estimate n * |delta| / tolerance is deliberately conservative.
+    the estimate n * |delta| / tolerance is deliberately conservative. A NaN or infinite delta has
+    no such n (more steps cannot fix non-finite scores): ValueError, which `check_delta` never lets happen.
     """
+    if not np.isfinite(delta):
+        raise ValueError(f"no step count can bring a non-finite delta ({delta}) under the tolerance")
     if tolerance <= 0 or abs(delta) <= tolerance:
         return n_steps
     n = int(np.ceil(n_steps * abs(delta) / tolerance))

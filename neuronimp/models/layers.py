@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from neuronimp.errors import UsageError, closest
+from neuronimp.errors import shown as shown_name
 from neuronimp.models.bundle import LayerInfo, ModelBundle
 from neuronimp.models.canonical import evaluating
 
@@ -44,7 +45,7 @@ def resolve_layer(bundle: ModelBundle, layer: str) -> str:
     if rest or len(shown) > 40:
         listing += f", ... or any of the {len(paths)} module paths"
     hint = closest(layer, list(bundle.layer_aliases) + paths)
-    msg = f"unknown layer {layer!r} for model {bundle.name!r}; allowed: {listing}"
+    msg = f"unknown layer {shown_name(layer)} for model {bundle.name!r}; allowed: {listing}"
     raise UsageError(msg + (f" (did you mean {hint!r}?)" if hint else ""))
 
 

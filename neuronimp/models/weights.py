@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -10,7 +11,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from neuronimp.checkpoints import verify_checkpoint
+from neuronimp.checkpoints import non_finite, verify_checkpoint
 from neuronimp.errors import UsageError
 
 T = TypeVar("T")
@@ -41,17 +42,52 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         raise UsageError(f"checkpoint {str(path)!r} {what}; weights must be 'none', 'imagenet' or a checkpoint file")
     verify_checkpoint(path)  # size + SHA-256 against its sidecar, when `save_checkpoint` wrote one
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's multi-line notes (pickle protocol ...): the error says enough
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL (\S+)", str(err))
-        if found or "Unsupported global" in str(err):
-            what = f" ({found.group(1)})" if found else ""
+        code = found.group(1) if found else pickled_code(path)
+        if code is not None or "Unsupported global" in str(err):
+            what = f" ({code})" if code else ""
             raise UsageError(f"checkpoint {str(path)!r} carries code (pickled objects{what}); neuronimp loads "
-                             "only tensors (weights_only=True): save model.state_dict() instead") from err
-        raise UsageError(f"checkpoint {str(path)!r} is corrupt or truncated: {_one_line(err)}") from err
+                             "only tensors (weights_only=True) and never runs it: save model.state_dict() with "
+                             "torch.save instead") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", str(err), re.S)
+        why = " ".join(detail.group(1).split())[:120] if detail else _one_line(err, 120)
+        raise UsageError(f"checkpoint {str(path)!r} is corrupt or truncated, or not a torch checkpoint "
+                         f"(unpickling failed: {why}); save model.state_dict() with torch.save") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise UsageError(f"checkpoint {str(path)!r} is corrupt or truncated: {_one_line(err)}") from err
-    return unwrap_state_dict(obj, str(path))
+        raise UsageError(f"checkpoint {str(path)!r} is corrupt or truncated: {_one_line(err, 120)}") from None
+    state = unwrap_state_dict(obj, str(path))
+    bad = non_finite(state)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UsageError(f"checkpoint {str(path)!r}: tensor {bad[0]}{more} holds NaN or inf; a model with "
+                         "non-finite weights gives meaningless scores: retrain it or use another checkpoint")
+    return state
+
+
+def pickled_code(path: Path) -> str | None:
+    """The first global (module.name) a plain pickle file would import, read without running anything
+    (pickletools only lists opcodes); None when it imports none or is not a pickle at all."""
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as fh:
+            for op, arg, _ in pickletools.genops(fh):
+                if op.name == "GLOBAL" and isinstance(arg, str):
+                    return arg.replace(" ", ".")
+                if op.name == "STACK_GLOBAL":
+                    return ".".join(strings[-2:]) if len(strings) >= 2 else "a global"
+                if op.name in ("INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"):
+                    return str(arg).replace(" ", ".") if op.name == "INST" else "an object"
+                if isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # noqa: BLE001 - not a pickle (or a truncated one): nothing to name
+        return None
+    return None
 
 
 def unwrap_state_dict(obj: object, where: str) -> dict[str, torch.Tensor]:

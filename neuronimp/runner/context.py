@@ -18,25 +18,45 @@ from torch.utils.data import DataLoader, Dataset
 from neuronimp.config import Config, dump_config
 from neuronimp.data import DataBundle, labels_of, load_data, take
 from neuronimp.digest import file_digest
-from neuronimp.errors import UsageError
+from neuronimp.errors import UsageError, one_line, shown
 from neuronimp.methods.params import MethodParams
 from neuronimp.models import ModelBundle, create_model, model_options, resolve_layer
 from neuronimp.runner.guard import check_finite
 from neuronimp.runner.io import metadata_record, write_meta, write_text
+from neuronimp.runner.preflight import check_context
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def available_devices() -> list[str]:
+    """The devices of this machine, as runner.device names: auto, cpu, cuda:N ..., mps."""
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
+
+
 def pick_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; an unavailable device is a usage error."""
+    """'auto' -> cuda when available, else cpu; a device this machine does not have is a usage error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    here = available_devices()
     try:
         dev = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"runner.device = {name!r}: allowed: auto, cpu, cuda, cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"runner.device = {name!r}: no CUDA device on this machine; use auto or cpu")
+    except (RuntimeError, ValueError):
+        raise UsageError(f"runner.device = {shown(name)} is not a device name; available here: "
+                         f"{', '.join(here)}") from None
+    if dev.type == "cpu":
+        return dev
+    ok = (dev.type == "cuda" and torch.cuda.is_available()
+          and (dev.index is None or dev.index < torch.cuda.device_count())) or \
+        (dev.type == "mps" and "mps" in here)
+    if not ok:
+        raise UsageError(f"runner.device = {shown(name)} is not available on this machine; available here: "
+                         f"{', '.join(here)}")
     return dev
 
 
@@ -106,7 +126,7 @@ class Context:
         loader = DataLoader(sub, batch_size=batch_size or self.cfg.runner.batch_size, shuffle=False,
                             num_workers=self.cfg.runner.num_workers, pin_memory=self.device.type == "cuda")
         start = 0
-        for x, y in loader:
+        for x, y in _loaded(loader, self.cfg.data.name):
             n = x.shape[0]
             batch_ids = torch.tensor(ids[start : start + n])
             check_finite(batch_ids, x)  # NaN/inf inputs are a usage error naming the ids
@@ -146,6 +166,34 @@ class Context:
         write_meta(table, self.meta(extra))
 
 
+def _loaded(loader: DataLoader, data: str) -> Iterator[Any]:
+    """Iterate a DataLoader; a UsageError raised in a worker process (runner.num_workers >= 1) comes back as
+    its own one-line message, without torch's worker traceback, and items of unequal shapes are one line.
+
+    Workers are shut down as soon as the iteration stops early (an error, or a consumer that stops reading):
+    left to the garbage collector, torch waits 5 s for each worker.
+    """
+    it = iter(loader)
+    try:
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except UsageError as err:
+                raise UsageError(one_line(err)) from None
+            except RuntimeError as err:
+                if "stack expects each tensor to be equal size" not in str(err):
+                    raise
+                raise UsageError(f"data set {data!r} gives inputs of different shapes in one batch "
+                                 f"({one_line(err)[:160]}); resize them to the model's input shape") from None
+            yield batch
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # torch's multi-process iterator only
+        if shutdown is not None:
+            shutdown()
+
+
 def file_digests(cfg: Config) -> dict[str, str]:
     """SHA-256 of every file a config reads as a value (the checkpoint, a baseline tensor): what resume keys
     and done markers need so that a file replaced at the same path never reuses results made with the old."""
@@ -183,4 +231,6 @@ def build_context(cfg: Config, *, weights: str | None = None, need_data: bool = 
         bundle.embed.to(device=device, dtype=dtype)
     if cfg.runner.channels_last:
         bundle.model.to(memory_format=torch.channels_last)
-    return Context(cfg, bundle, data, device, dtype, Path(cfg.runner.out))
+    ctx = Context(cfg, bundle, data, device, dtype, Path(cfg.runner.out))
+    check_context(ctx)  # weights, layers, target, input shape: one line before any work starts
+    return ctx

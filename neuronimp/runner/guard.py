@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from neuronimp.errors import UsageError
+from neuronimp.errors import UsageError, file_in_the_way
 
 SHOWN_IDS = 10  # input ids named in the message at most
 
@@ -29,9 +29,9 @@ def check_finite(ids: torch.Tensor, x: torch.Tensor) -> None:
 def check_writable(out: str | Path) -> Path:
     """Create the output folder if needed and prove a file can be written in it; UsageError otherwise."""
     out = Path(out)
-    for parent in [out, *out.parents]:
-        if parent.exists() and not parent.is_dir():
-            raise UsageError(f"runner.out = {str(out)!r}: {parent} is a file, not a folder")
+    blocker = file_in_the_way(out)
+    if blocker is not None:
+        raise UsageError(f"runner.out = {str(out)!r}: {blocker} is a file, not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from neuronimp.errors import UsageError
+from neuronimp.errors import UsageError, write_error
 from neuronimp.studies.tabulate import FLOAT_FORMAT
 
 TMP_SUFFIX = ".tmp"
@@ -41,7 +41,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     except OSError as exc:
-        raise UsageError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
+        raise write_error("cannot write", path, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should read like any other file
