@@ -54,11 +54,15 @@ class AttributionCfg(Strict):
     lrp_epsilon: float = Field(default=1e-6, gt=0)
     lrp_gamma: float = Field(default=0.25, ge=0)
     random_seed: int = 0
+    shapley_permutations: int = Field(default=64, ge=1, le=1_000_000)  # method shapley: permutations per input
+    shapley_truncation: float = Field(default=0.0, ge=0, lt=1)  # TMC truncation, relative to |v(all) - v(none)|
+    shapley_ablation: Literal["zero", "mean", "baseline"] = "zero"  # a unit outside the coalition
 
     def params(self) -> MethodParams:
         """The methods' parameters (a plain dataclass: methods never see the config)."""
         return MethodParams(self.n_steps, self.rule, self.step_chunk, self.delta_tolerance, self.lrp_epsilon,
-                            self.lrp_gamma, self.random_seed)
+                            self.lrp_gamma, self.random_seed, shapley_permutations=self.shapley_permutations,
+                            shapley_truncation=self.shapley_truncation, shapley_ablation=self.shapley_ablation)
 
 
 class ConfigBase(Strict):

@@ -30,14 +30,18 @@ class Scores:
     deltas: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
     f_input: torch.Tensor | None = None
     f_baseline: torch.Tensor | None = None
+    references: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)  # "game" methods' own [B]
 
     def delta(self, layer: str, method: str) -> torch.Tensor | None:
         """The per-input delta of (layer, method), or None when the method has none."""
         return self.deltas.get((layer, method))
 
     def relative_delta(self, layer: str, method: str) -> torch.Tensor | None:
-        """|delta| / |reference| per input: F(x) - F(x') for "difference" methods, F(x) for "output" ones."""
+        """|delta| / |reference| per input: F(x) - F(x') for "difference" methods, F(x) for "output" ones, the
+        method's own v(all) - v(none) for "game" ones."""
         d = self.delta(layer, method)
+        if d is not None and (layer, method) in self.references:
+            return d.abs() / self.references[(layer, method)].abs().clamp(min=1e-12).to(d)
         if d is None or self.f_input is None:
             return None
         ref = self.f_input if spec(method).delta == "output" else self.f_input - self.f_baseline
@@ -65,8 +69,9 @@ def check_delta(scores: Scores, params: MethodParams, layer: str, method: str) -
     worst = float(rel.max())
     if worst <= params.delta_tolerance:
         return None
-    what = "completeness" if spec(method).delta == "difference" else "conservation"
-    ref = "F(x)-F(x')" if spec(method).delta == "difference" else "F(x)"
+    kind = spec(method).delta
+    what = {"difference": "completeness", "game": "efficiency"}.get(kind or "", "conservation")
+    ref = {"difference": "F(x)-F(x')", "game": "v(all)-v(none)"}.get(kind or "", "F(x)")
     hint = ""
     if method in ("conductance", "layer_ig"):
         n = suggest_steps(params.rule, params.n_steps, worst, params.delta_tolerance)
@@ -125,10 +130,12 @@ def _compute(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, target: 
             if s.path:
                 continue
             result = s(call)
-            scores, delta = result if isinstance(result, tuple) else (result, None)
+            scores, delta, *ref = result if isinstance(result, tuple) else (result, None)
             out.scores[(layer, s.name)] = scores.detach()
             if delta is not None:
                 out.deltas[(layer, s.name)] = delta.detach()
+            if ref:  # a "game" method's own reference v(all) - v(none)
+                out.references[(layer, s.name)] = ref[0].detach()
     if out.deltas or "f_input" in shared:
         out.f_input, out.f_baseline = call_outputs(model, x, baseline, target, shared)
     return out
@@ -145,9 +152,10 @@ def call_outputs(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, targ
     return shared["f_input"], shared["f_baseline"]
 
 
-def needs_stats(methods: list[str]) -> bool:
-    """Whether any of `methods` reads dataset statistics of the layer."""
-    return any(spec(m).needs_stats for m in methods)
+def needs_stats(methods: list[str], params: MethodParams | None = None) -> bool:
+    """Whether any of `methods` reads dataset statistics of the layer (under `params`, default settings)."""
+    p = params if params is not None else MethodParams()
+    return any(s.needs_stats(p) if callable(s.needs_stats) else s.needs_stats for s in map(spec, methods))
 
 
 __all__ = ["METHODS", "Scores", "compute_scores", "check_delta", "delta_warnings", "needs_stats"]
