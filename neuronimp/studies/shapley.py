@@ -8,7 +8,8 @@ are estimated by truncated Monte Carlo over seeded permutations (methods/coaliti
 loop of methods/shapley.monte_carlo_shapley): the work items are permutation ids, so `--shard i/N` splits the
 permutations, and the row table holds each permutation's marginals: `neuronimp merge` stacks them and rebuilds
 shapley_values (shapley_tables.values_table) exactly as one run. The removal curves, their summary, the figure
-and the bandit comparison need the whole estimate and the model: an unsharded run makes them.
+and the bandit comparison need the whole estimate and the model: an unsharded run makes them. The curves are
+measured on the next eval_limit inputs (held out from the ranking; `curves_on: same` for the same inputs).
 
 Tables (columns in results/README.md): shapley_marginals (rows: layer, permutation, unit), shapley_values
 (per unit: estimate, se, n), shapley_curves (order, draw, k, accuracy), shapley_summary (k_half per order),
@@ -55,6 +56,7 @@ class ShapleyCfg(Strict):
     ablation: Literal["zero", "mean"] = "zero"  # a removed unit's value: 0, or its dataset mean per position
     metric: Literal["accuracy"] = "accuracy"  # the value of a coalition on the eval inputs
     eval_limit: int | None = Field(default=500, ge=1)  # the first N inputs of data.split (None: data.limit / all)
+    curves_on: Literal["next", "same"] = "next"  # removal curves on the next eval_limit inputs (held out) or the same
     orders: list[str] = Field(default_factory=lambda: list(DEFAULT_ORDERS))
     ks: list[int] = Field(default_factory=list)  # removal grid (top-k units removed); empty: every k = 0..U
     random_draws: int = Field(default=3, ge=0, le=1000)  # random orders per layer
@@ -118,6 +120,9 @@ class Shapley(Study):
         if "random" in s.orders and s.random_draws == 0:
             raise UsageError("shapley.orders lists 'random' but shapley.random_draws = 0; set it >= 1 or drop "
                              "'random' from shapley.orders")
+        if s.curves_on == "next" and s.eval_limit is None:
+            raise UsageError("shapley.curves_on = next needs shapley.eval_limit (the curves use the next "
+                             "eval_limit inputs); set it, or curves_on: same")
         if s.bandit_k and s.antithetic and s.bandit_round % 2:
             raise UsageError(f"shapley.bandit_round = {s.bandit_round}: antithetic rounds need an even number")
         _ = ctx.layers
@@ -157,7 +162,8 @@ class Shapley(Study):
                 f"shard {shard}: marginals written to {ctx.out}; `neuronimp merge` stacks them and rebuilds "
                 "shapley_values; the removal curves need the whole estimate: run the study unsharded", None)])
         state = eval_games(ctx)
-        curves = removal_curves(ctx, state, values)
+        held_out = ctx.cfg.shapley.curves_on == "next"
+        curves = removal_curves(ctx, state, values, eval_games(ctx, "curves") if held_out else state)
         units = {layer: g.units for layer, g in state["games"].items()}
         summary = summary_table(curves, units)
         out = Outputs(tables={"shapley_values": values, "shapley_curves": curves, "shapley_summary": summary},
@@ -173,13 +179,17 @@ class Shapley(Study):
         return out
 
 
-def eval_games(ctx: Any) -> dict[str, Any]:
-    """The eval inputs x, labels y and every layer's Game (ShapleyCfg.ablation; suffix-only evaluation)."""
+def eval_games(ctx: Any, use: Literal["values", "curves"] = "values") -> dict[str, Any]:
+    """Inputs x, labels y and every layer's Game (ShapleyCfg.ablation; suffix-only evaluation): the first
+    eval_limit inputs of data.split for the values, the next eval_limit for the curves (curves_on: next)."""
     s, model = ctx.cfg.shapley, ctx.bundle.model
-    ds = ctx.split(limit=s.eval_limit)
-    parts = list(ctx.batches(ds, batch_size=256))
+    n = s.eval_limit
+    ds = ctx.split(limit=n if use == "values" or n is None else 2 * n)
+    ids = list(range(n, len(ds))) if use == "curves" and n is not None else None
+    parts = list(ctx.batches(ds, ids=ids, batch_size=256))
     if not parts:
-        raise UsageError(f"data.split = {ctx.cfg.data.split!r} has no inputs for the shapley study")
+        where = "after its first shapley.eval_limit (curves_on: next); set curves_on: same" if ids is not None else ""
+        raise UsageError(f"data.split = {ctx.cfg.data.split!r} has no inputs for the shapley study {where}".strip())
     x, y = torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
     stats = statistics(ctx, ctx.layers) if s.ablation == "mean" else {}
     games: dict[str, Game] = {}
@@ -201,7 +211,8 @@ def eval_games(ctx: Any) -> dict[str, Any]:
     return {"x": x, "y": y, "games": games, "stats": stats}
 
 
-def unit_orders(ctx: Any, state: dict[str, Any], values: pd.DataFrame) -> dict[str, dict[tuple[str, int], torch.Tensor]]:
+def unit_orders(ctx: Any, state: dict[str, Any], values: pd.DataFrame
+                ) -> dict[str, dict[tuple[str, int], torch.Tensor]]:
     """Per layer {(order, draw): unit indices, first removed first}."""
     s, x, y = ctx.cfg.shapley, state["x"], state["y"]
     games = state["games"]
@@ -229,11 +240,12 @@ def unit_orders(ctx: Any, state: dict[str, Any], values: pd.DataFrame) -> dict[s
     return out
 
 
-def removal_curves(ctx: Any, state: dict[str, Any], values: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy on the eval inputs with the top k units of each order removed, for every k of the grid."""
+def removal_curves(ctx: Any, state: dict[str, Any], values: pd.DataFrame, on: dict[str, Any]) -> pd.DataFrame:
+    """Accuracy on the inputs of `on` with the top k units of each order (ranked on `state`'s inputs)
+    removed, for every k of the grid."""
     rows = []
     for layer, orders in unit_orders(ctx, state, values).items():
-        g = state["games"][layer]
+        g = on["games"][layer]
         ks = ctx.cfg.shapley.ks or list(range(g.units + 1))
         for (order, draw), rank in orders.items():
             keep = torch.ones(len(ks), g.units, dtype=torch.bool)

@@ -67,7 +67,9 @@ def test_values_are_monte_carlo_shapley_and_curves_hit_both_ends(tmp_path: Path,
     assert torch.allclose(torch.tensor(values.se.to_numpy()), est.se, atol=1e-7, rtol=0)
     assert abs(values.shapley.sum() - float(g.v_all - g.v_none)) < 1e-7
     assert (values.n == 6).all() and (values.samples == 3).all()
-    x, y = eval_games(ctx)["x"], eval_games(ctx)["y"]
+    held_out = eval_games(ctx, "curves")  # curves_on: next = digits 60..119
+    x, y = held_out["x"], held_out["y"]
+    assert len(x) == 60 and not torch.equal(x, eval_games(ctx)["x"])
     model = ctx.bundle.model
     with torch.no_grad():
         base = float((model(x).argmax(1) == y).double().mean())
