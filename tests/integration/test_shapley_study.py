@@ -101,6 +101,8 @@ def test_bandit_and_config_checks(tmp_path: Path, one_thread: None) -> None:
         run_study("shapley", context(config(tmp_path, ks=[0, 9])), Shard(), write=False, show=False)
     with pytest.raises(UsageError, match="unknown order 'condutance'.*did you mean 'conductance'"):
         context(config(tmp_path, orders=["condutance"]))
+    with pytest.raises(UsageError, match="curves_on = next needs shapley.eval_limit"):
+        run_study("shapley", context(config(tmp_path, eval_limit=None)), Shard(), write=False, show=False)
 
 
 SMALL = {"seed": 0, "model": MODEL, "data": {"name": "digits", "split": "test", "limit": 4},
