@@ -88,8 +88,9 @@ def score(model: ModelBundle | nn.Module, x: torch.Tensor, *, layers: str | list
 
     baseline: 'zero', 'blur', 'mean' (per-channel mean of x) or a tensor; target: 'predicted', 'label' (with
     y), a class index or a tensor [B]; attribution: n_steps, rule, step_chunk, delta_tolerance, lrp_epsilon,
-    lrp_gamma, random_seed (the `attribution:` section of a config). Methods that need dataset statistics
-    (ablation_mean, selectivity) take them from `train` (inputs) and `y` (labels), default x.
+    lrp_gamma, random_seed, shapley_permutations, shapley_truncation, shapley_ablation (the `attribution:`
+    section of a config). Methods that need dataset statistics (ablation_mean, selectivity, shapley under
+    mean ablation) take them from `train` (inputs) and `y` (labels), default x.
     """
     from neuronimp.config import AttributionCfg
 
@@ -100,7 +101,7 @@ def score(model: ModelBundle | nn.Module, x: torch.Tensor, *, layers: str | list
     base = baseline.to(x) if isinstance(baseline, torch.Tensor) else make_baseline(
         baseline, x, x.mean(dim=[d for d in range(x.dim()) if d != 1]) if baseline == "mean" else None)
     stats = None
-    if needs_stats(list(methods)):
+    if needs_stats(list(methods), params):
         ref_x = train if train is not None else x
         ref_y = y if y is not None else _target(bundle, ref_x, "predicted", None)
         stats = layer_statistics(bundle.model, [(ref_x, torch.as_tensor(ref_y).long())], names, bundle.num_classes)

@@ -59,6 +59,9 @@ class AttributionCfg(Strict):
     lrp_epsilon: float = Field(default=1e-6, gt=0)
     lrp_gamma: float = Field(default=0.25, ge=0)
     random_seed: int = Field(default=0, ge=0, le=RANDOM_SEED_MAX)
+    shapley_permutations: int = Field(default=64, ge=1, le=1_000_000)  # method shapley: permutations per input
+    shapley_truncation: float = Field(default=0.0, ge=0, lt=1)  # TMC truncation, relative to |v(all) - v(none)|
+    shapley_ablation: Literal["zero", "mean", "baseline"] = "zero"  # a unit outside the coalition
 
     @model_validator(mode="after")
     def _steps(self) -> "AttributionCfg":
@@ -76,7 +79,8 @@ class AttributionCfg(Strict):
         return MethodParams(n_steps=self.n_steps, rule=self.rule, step_chunk=self.step_chunk,
                             delta_tolerance=self.delta_tolerance, lrp_epsilon=self.lrp_epsilon,
                             lrp_gamma=self.lrp_gamma, random_seed=self.random_seed, start_steps=self.start_steps,
-                            max_steps=self.max_steps)
+                            max_steps=self.max_steps, shapley_permutations=self.shapley_permutations,
+                            shapley_truncation=self.shapley_truncation, shapley_ablation=self.shapley_ablation)
 
 
 class ConfigBase(Strict):

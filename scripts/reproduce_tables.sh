@@ -24,6 +24,8 @@ if [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
   step "$NI" delete --config configs/fashion_delete.yaml
   step "$NI" delete --config configs/fashion_delete_cnn.yaml
   for task in footwear tops random; do step "$NI" select --config "configs/fashion_select_$task.yaml"; done
+  step "$NI" shapley --config configs/fashion_shapley_fc.yaml
+  step "$NI" shapley --config configs/fashion_shapley_conv.yaml
 else
   echo "Fashion-MNIST not found in $FMNIST (make data): its studies are skipped"
 fi
@@ -32,6 +34,7 @@ step "$NI" filters --config configs/kimcnn_sst2.yaml
 step "$NI" ablate --config configs/kimcnn_sst2_ablate.yaml
 step "$NI" select --config configs/kimcnn_sst2_select.yaml
 step "$NI" delete --config configs/kimcnn_sst2_delete.yaml
+step "$NI" shapley --config configs/kimcnn_sst2_shapley.yaml
 if [ -n "${IMAGENET_DIR:-}" ]; then
   W=()
   [ -n "${GOOGLENET_WEIGHTS:-}" ] && W=(--set "model.weights=$GOOGLENET_WEIGHTS")

@@ -2,8 +2,8 @@
 
 Each entry is a thin adapter from a `MethodCall` to the family module that implements the equation:
 path.py (the four path methods, one sweep), layer_ig.py, propagation.py (DeepLIFT, LRP), ablation.py,
-selectivity.py; `random` is defined here (the only implementation: every study that wants random scores or
-random orders draws them through `random_scores`).
+selectivity.py, shapley.py; `random` is defined here (the only implementation: every study that wants random
+scores or random orders draws them through `random_scores`).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from neuronimp.methods.layer_ig import layer_ig
 from neuronimp.methods.lrp import lrp_relevance
 from neuronimp.methods.propagation import deeplift
 from neuronimp.methods.selectivity import selectivity_index
+from neuronimp.methods.shapley import ShapleyParams, per_input_shapley
 from neuronimp.methods.spec import MethodCall, method
 
 for _name, _help, _delta in (
@@ -111,3 +112,20 @@ def _random(call: MethodCall) -> torch.Tensor:
         call.model(call.x[:1])
     units = out[call.layer].shape[1]
     return random_scores(call.ids, units, call.params.random_seed).to(call.x)
+
+
+@method("shapley", help="Shapley value of the unit in the game 'target logit with only a coalition of units kept' "
+        "(Ghorbani & Zou 2020), per input: truncated Monte Carlo with antithetic permutations, exact when cheaper",
+        needs_stats=lambda p: p.shapley_ablation == "mean", delta="game")
+def _shapley(call: MethodCall) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    p, probe = call.params, call.probe
+    kind = p.shapley_ablation
+    if kind == "mean" and call.stats is None:
+        raise UsageError("method shapley with attribution.shapley_ablation = mean needs dataset statistics of the "
+                         "layer; use zero or baseline")
+    with torch.no_grad():  # baseline: each input's own x' (the whole batch), else one value for all: [1, U, *s]
+        a = probe.prefix(call.baseline.expand_as(call.x) if kind == "baseline" else call.x[:1])
+    value = ablation_value(kind, a, call.stats.mean if kind == "mean" else None, a)
+    sp = ShapleyParams(permutations=p.shapley_permutations, truncation=p.shapley_truncation, seed=p.random_seed)
+    phi, delta, ref = per_input_shapley(probe, call.x, call.target, value, call.ids, sp)
+    return phi.to(call.x), delta.to(call.x), ref.to(call.x)

@@ -32,14 +32,18 @@ class Scores:
     f_input: torch.Tensor | None = None
     f_baseline: torch.Tensor | None = None
     steps: torch.Tensor | None = None  # path methods: n_steps used for each input [B] (all equal unless auto)
+    references: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)  # "game" methods' own [B]
 
     def delta(self, layer: str, method: str) -> torch.Tensor | None:
         """The per-input delta of (layer, method), or None when the method has none."""
         return self.deltas.get((layer, method))
 
     def relative_delta(self, layer: str, method: str) -> torch.Tensor | None:
-        """|delta| / |reference| per input: F(x) - F(x') for "difference" methods, F(x) for "output" ones."""
+        """|delta| / |reference| per input: F(x) - F(x') for "difference" methods, F(x) for "output" ones, the
+        method's own v(all) - v(none) for "game" ones."""
         d = self.delta(layer, method)
+        if d is not None and (layer, method) in self.references:
+            return d.abs() / self.references[(layer, method)].abs().clamp(min=1e-12).to(d)
         if d is None or self.f_input is None:
             return None
         ref = self.f_input if spec(method).delta == "output" else self.f_input - self.f_baseline
@@ -69,13 +73,14 @@ def check_delta(scores: Scores, params: MethodParams, layer: str, method: str) -
 
 def delta_message(method: str, layer: str, worst: float, params: MethodParams) -> str | None:
     """The warning for a largest relative delta `worst` of (layer, method), or None within the tolerance."""
-    what = "completeness" if spec(method).delta == "difference" else "conservation"
+    kind = spec(method).delta
+    what = {"difference": "completeness", "game": "efficiency"}.get(kind or "", "conservation")
     if not math.isfinite(worst):  # NaN/inf scores: no n_steps can help (grid.suggest_steps refuses them)
         return (f"{method} at {layer}: the {what} delta is NaN or inf for some inputs: their scores are not "
                 "finite; check the weights, the inputs and the baseline")
     if worst <= params.delta_tolerance:
         return None
-    ref = "F(x)-F(x')" if spec(method).delta == "difference" else "F(x)"
+    ref = {"difference": "F(x)-F(x')", "game": "v(all)-v(none)"}.get(kind or "", "F(x)")
     hint = ""
     if params.auto and method == "conductance":  # only inputs that hit the cap are left above the tolerance
         hint = f"; these inputs reached attribution.max_steps = {params.max_steps}: raise it"
@@ -149,10 +154,12 @@ def _compute(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, target: 
             if s.path:
                 continue
             result = s(call)
-            scores, delta = result if isinstance(result, tuple) else (result, None)
+            scores, delta, *ref = result if isinstance(result, tuple) else (result, None)
             out.scores[(layer, s.name)] = scores.detach()
             if delta is not None:
                 out.deltas[(layer, s.name)] = delta.detach()
+            if ref:  # a "game" method's own reference v(all) - v(none)
+                out.references[(layer, s.name)] = ref[0].detach()
     if out.deltas or "f_input" in shared:
         out.f_input, out.f_baseline = call_outputs(model, x, baseline, target, shared)
     return out
@@ -169,9 +176,10 @@ def call_outputs(model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, targ
     return shared["f_input"], shared["f_baseline"]
 
 
-def needs_stats(methods: list[str]) -> bool:
-    """Whether any of `methods` reads dataset statistics of the layer."""
-    return any(spec(m).needs_stats for m in methods)
+def needs_stats(methods: list[str], params: MethodParams | None = None) -> bool:
+    """Whether any of `methods` reads dataset statistics of the layer (under `params`, default settings)."""
+    p = params if params is not None else MethodParams()
+    return any(s.needs_stats(p) if callable(s.needs_stats) else s.needs_stats for s in map(spec, methods))
 
 
 __all__ = ["METHODS", "Scores", "compute_scores", "check_delta", "delta_message", "delta_warnings", "needs_stats"]

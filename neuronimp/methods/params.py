@@ -18,6 +18,9 @@ class MethodParams:
     lrp_epsilon: float = 1e-6
     lrp_gamma: float = 0.25
     random_seed: int = 0
+    shapley_permutations: int = 64   # Monte Carlo permutations per input (method shapley; exact when cheaper)
+    shapley_truncation: float = 0.0  # TMC truncation, relative to |v(all) - v(none)| (0: none)
+    shapley_ablation: str = "zero"   # zero | mean | baseline: the value of a unit outside the coalition
     start_steps: int = 8             # n_steps "auto": the first grid, doubled per input until the delta is small
     max_steps: int = 1024            # n_steps "auto": the cap
 

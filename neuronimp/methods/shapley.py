@@ -4,16 +4,20 @@ The game is a `ValueFn` (see coalitions.py): keep [M, U] -> values [M, *extra]. 
 (Shapley 1953) is phi_i = sum_{S not containing i} |S|! (n - |S| - 1)! / n! (v(S + i) - v(S)), equivalently
 the mean over uniformly random permutations of i's marginal contribution to the units before it. Sampling
 uses truncated Monte Carlo (TMC-Shapley, Ghorbani & Zou 2019) with optional antithetic pairs; estimates carry
-sums, sums of squares and counts so shards over permutation ids merge exactly.
+sums, sums of squares and counts so shards over permutation ids merge exactly. `per_input_shapley` is the
+registered method `shapley` (each input's target-logit game); the `shapley` study plays a data set's
+accuracy game.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
-from neuronimp.methods.coalitions import ValueFn, permutation, walk
+from neuronimp.hooks import frozen
+from neuronimp.methods.coalitions import ValueFn, coalition_value, permutation, walk
+from neuronimp.probe import Probe
 
 MAX_EXACT_UNITS = 16
 
@@ -235,3 +239,43 @@ def bandit_topk(
     assert est is not None  # the loop runs at least once
     est.evaluations += 2  # the shared end points
     return BanditResult(ranked[:k], est, ~active, est.evaluations, done, rounds)
+
+
+def input_seed(seed: int, input_id: int) -> int:
+    """The permutation seed of one input: a function of (seed, input id) only, so shards agree with one run."""
+    return int(seed) * 1_000_003 + int(input_id)
+
+
+def per_input_shapley(
+    probe: Probe, x: torch.Tensor, target: torch.Tensor, value_a: torch.Tensor, ids: torch.Tensor,
+    params: ShapleyParams,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shapley value of each unit in the game v_b(S) = target logit of input b with only S kept (per input).
+
+    Returns (phi [B, U], delta [B] = sum_u phi_u - (v(all) - v(none)), reference [B] = v(all) - v(none)),
+    float64 on the CPU. Input b's permutations are seeded by input_seed(params.seed, ids[b]), so its values do
+    not depend on the batch it came in. When the 2^U coalitions cost no more than the sampled permutations
+    (2^U <= permutations * U) the value is exact (exact_shapley) and delta is 0 up to rounding; otherwise TMC
+    (monte_carlo_shapley), whose delta is 0 up to rounding without truncation (every permutation's marginals
+    telescope to v(all) - v(none)) and at most truncation * |v(all) - v(none)| with it.
+    value_a: [1 or B, U, *s] (ablation.ablation_value).
+    """
+    with frozen(probe.model), torch.no_grad():
+        a = probe.prefix(x)  # [B, U, *s]
+    B, U = a.shape[:2]  # noqa: N806
+    exact = 2**U <= params.permutations * U
+    phis, refs = [], []
+    for b in range(B):
+        va = value_a[b : b + 1] if value_a.shape[0] > 1 else value_a[:1]
+        value = coalition_value(probe, x[b : b + 1], a[b : b + 1], va, "logit", target=target[b : b + 1],
+                                coalition_batch=params.coalition_batch)
+        v = value(torch.arange(2).unsqueeze(1) > torch.zeros(1, U)).detach().to("cpu", torch.float64)  # [2, 1]
+        if exact:
+            phi = exact_shapley(value, U, params.coalition_batch)[:, 0]
+        else:
+            p = replace(params, seed=input_seed(params.seed, int(ids[b])))
+            phi = monte_carlo_shapley(value, U, p, ends=(v[0], v[1])).mean[:, 0]
+        phis.append(phi)
+        refs.append(v[1, 0] - v[0, 0])
+    phi, ref = torch.stack(phis), torch.stack(refs)
+    return phi, phi.sum(1) - ref, ref

@@ -5,7 +5,10 @@
 
 A method returns scores [B, U] (one per unit), or (scores, delta [B]) when it has a completeness or
 conservation property. `delta` names that property: "difference" (scores sum to F(x) - F(x'): conductance,
-layer IG, DeepLIFT) or "output" (relevance sums to F(x): LRP); the engine checks it against the tolerance.
+layer IG, DeepLIFT), "output" (relevance sums to F(x): LRP) or "game" (Shapley values sum to v(all) - v(none),
+the efficiency axiom; the method returns (scores, delta, reference [B]) since only it knows v(none)); the
+engine checks it against the tolerance. `needs_stats` may be a function of the MethodParams (e.g. only
+under mean ablation).
 The four path methods have no function of their own: one sweep computes them together (methods/path.py),
 so they are registered with `path=True`.
 """
@@ -67,8 +70,8 @@ class MethodSpec:
     fn: MethodFn | None
     help: str
     path: bool = False              # computed by the one path sweep
-    needs_stats: bool = False       # reads dataset statistics of the layer (mean, class means)
-    delta: str | None = None        # None | "difference" | "output"
+    needs_stats: bool | Callable[[MethodParams], bool] = False  # reads dataset statistics of the layer
+    delta: str | None = None        # None | "difference" | "output" | "game"
 
     def __call__(self, call: MethodCall) -> Any:
         if self.fn is None:
@@ -79,7 +82,7 @@ class MethodSpec:
 METHODS: Registry = Registry("method")
 
 
-def method(name: str, *, help: str, path: bool = False, needs_stats: bool = False,
+def method(name: str, *, help: str, path: bool = False, needs_stats: bool | Callable[[MethodParams], bool] = False,
            delta: str | None = None) -> Callable[[MethodFn | None], MethodFn | None]:
     """Decorator: register `fn` as method `name` (see the module docstring for the signature)."""
 

@@ -1,9 +1,10 @@
 """Studies: each one registered module (`STUDIES`) that owns its config section, items, rows and summary.
 
 Built in: score, ablate (Dhamdhere et al. 2018 sec. 5), delete (Morcos et al. 2018), select (Dhamdhere et
-al. sec. 6), filters (the Kim CNN sentiment study). A study of your own is one module with a `Study` subclass
-decorated by `register_study`; name its module in `$NEURONIMP_PLUGINS` (comma-separated) and the command
-line, the launchers and the Python API all know it (`neuronimp <name> --config ...`).
+al. sec. 6), filters (the Kim CNN sentiment study), shapley (Ghorbani & Zou 2020). A study of your own is one
+module with a `Study` subclass decorated by `register_study`; name its module in `$NEURONIMP_PLUGINS`
+(comma-separated) and the command line, the launchers and the Python API all know it (`neuronimp <name>
+--config ...`).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 
 from neuronimp.errors import UsageError
 from neuronimp.studies.base import STUDIES, Outputs, Rebuild, Study, register_study
-from neuronimp.studies import ablate, delete, filters, score, select  # noqa: F401,E402 (register)
+from neuronimp.studies import ablate, delete, filters, score, select, shapley  # noqa: F401,E402 (register)
 
 PLUGINS_ENV = "NEURONIMP_PLUGINS"
 

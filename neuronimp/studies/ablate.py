@@ -62,7 +62,7 @@ class Ablate(Study):
     def prepare(self, ctx: Any, items: list[int]) -> dict[str, Any]:
         """Layer statistics (mean ablation, statistics-based orders), the input mean, a probe cache."""
         cfg = ctx.cfg
-        want = needs_stats(cfg.methods) or "mean" in cfg.ablate.ablation
+        want = needs_stats(cfg.methods, ctx.params) or "mean" in cfg.ablate.ablation
         return {"ds": ctx.split(), "stats": statistics(ctx, ctx.layers) if want else {},
                 "mean": input_mean(ctx) if cfg.attribution.baseline == "mean" else None, "probes": {}}
 

@@ -25,7 +25,7 @@ class Score(Study):
 
     def prepare(self, ctx: Any, items: list[int]) -> dict[str, Any]:
         """Dataset statistics (when a method needs them), the input mean (mean baseline) and a probe cache."""
-        stats = statistics(ctx, ctx.layers) if needs_stats(ctx.cfg.methods) else {}
+        stats = statistics(ctx, ctx.layers) if needs_stats(ctx.cfg.methods, ctx.params) else {}
         mean = input_mean(ctx) if ctx.cfg.attribution.baseline == "mean" else None
         return {"stats": stats, "mean": mean, "probes": {}, "ds": ctx.split()}
 

@@ -115,7 +115,7 @@ class Select(Study):
         ds = ctx.split()
         labels = ctx.labels(ds).numpy()
         pool = class_pool(ctx, ds, labels)
-        stats = statistics(ctx, ctx.layers) if needs_stats(ctx.cfg.methods) else {}
+        stats = statistics(ctx, ctx.layers) if needs_stats(ctx.cfg.methods, ctx.params) else {}
         mean = input_mean(ctx) if ctx.cfg.attribution.baseline == "mean" else None
         return {"ds": ds, "labels": labels, "pool": pool, "stats": stats, "mean": mean, "probes": {}}
 
