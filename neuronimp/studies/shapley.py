@@ -41,7 +41,7 @@ from neuronimp.studies.shapley_tables import (
     CURVE_COLUMNS, MARGINAL_COLUMNS, PAPER, curves_figure, summary_table, values_table,
 )
 from neuronimp.studies.tabulate import markdown
-from neuronimp.studies.unit_order import engine_scores, rank_units
+from neuronimp.studies.unit_order import engine_scores, order_by_score
 
 DEFAULT_ORDERS = ["shapley", "conductance", "deeplift", "grad_x_act", "activation", "random"]
 
@@ -230,13 +230,13 @@ def unit_orders(ctx: Any, state: dict[str, Any], values: pd.DataFrame
         for o in s.orders:
             if o == "shapley":
                 v = values[values.layer == layer].set_index("unit").shapley.reindex(range(g.units))
-                out[layer][(o, 0)] = rank_units(torch.tensor(v.fillna(float("-inf")).to_numpy()), most=True)
+                out[layer][(o, 0)] = order_by_score(torch.tensor(v.fillna(float("-inf")).to_numpy()), most=True)
             elif o == "random":
                 for d in range(s.random_draws):
                     r = random_scores(torch.tensor([li]), g.units, ctx.params.random_seed, d)[0]
-                    out[layer][(o, d)] = rank_units(r, most=True)
+                    out[layer][(o, d)] = order_by_score(r, most=True)
             else:
-                out[layer][(o, 0)] = rank_units(scores[o][layer], most=True)
+                out[layer][(o, 0)] = order_by_score(scores[o][layer], most=True)
     return out
 
 
