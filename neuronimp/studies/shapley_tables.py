@@ -18,8 +18,7 @@ CURVE_COLUMNS = ["layer", "order", "draw", "k", "fraction_removed", "accuracy"]
 SUMMARY_COLUMNS = ["layer", "order", "units", "draws", "base_accuracy", "all_removed_accuracy", "half_accuracy",
                    "k_half", "k_half_min", "k_half_max", "k_half_fraction", "halved_draws", "note"]
 NOT_WITHIN = "not within the layer"
-PAPER = ("paper (Ghorbani & Zou 2020, fig. 2, Inception-v3 on ImageNet): removing the ~30 filters with the "
-         "largest Neuron Shapley values destroys the accuracy; as many filters by other rankings barely move it")
+from neuronimp.studies.papers import PAPER_SHAPLEY as PAPER  # noqa: E402,F401 (re-exported)
 
 
 def values_table(marginals: pd.DataFrame) -> pd.DataFrame:
