@@ -78,24 +78,31 @@ def _first_tensor(out: object) -> torch.Tensor | None:
     return None
 
 
-def list_layers(bundle: ModelBundle) -> list[LayerInfo]:
-    """Interesting layers with alias, output shape and units, from one zero example run with forward hooks."""
-    names = interesting_layers(bundle.model)
+def layer_shapes(bundle: ModelBundle, paths: list[str]) -> tuple[dict[str, tuple[int, ...]], torch.Tensor | None]:
+    """Output shape (no batch dim) of each module path on one zero input, and the logits; a path the
+    forward pass never reaches is missing from the dict."""
     modules = dict(bundle.model.named_modules())
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = []
-    for name in names:
-        def record(module: nn.Module, args: object, out: object, name: str = name) -> None:
+    for path in dict.fromkeys(paths):
+        def record(module: nn.Module, args: object, out: object, path: str = path) -> None:
             t = _first_tensor(out)
-            if t is not None and name not in shapes:
-                shapes[name] = tuple(t.shape[1:])
-        hooks.append(modules[name].register_forward_hook(record))
+            if t is not None and path not in shapes:
+                shapes[path] = tuple(t.shape[1:])
+        hooks.append(modules[path].register_forward_hook(record))
     try:
         with torch.no_grad(), evaluating(bundle.model):
-            bundle.model(example_input(bundle))
+            logits = _first_tensor(bundle.model(example_input(bundle)))
     finally:
         for h in hooks:
             h.remove()
+    return shapes, logits
+
+
+def list_layers(bundle: ModelBundle) -> list[LayerInfo]:
+    """Interesting layers with alias, output shape and units, from one zero example run with forward hooks."""
+    names = interesting_layers(bundle.model)
+    shapes, _ = layer_shapes(bundle, names)
     alias_of: dict[str, str] = {}
     for alias, path in bundle.layer_aliases.items():
         alias_of.setdefault(path, alias)

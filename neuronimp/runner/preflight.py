@@ -21,7 +21,7 @@ from torch import nn
 from neuronimp.errors import UsageError, shown
 from neuronimp.models import ModelBundle, create_model, resolve_layer
 from neuronimp.models.canonical import evaluating
-from neuronimp.models.layers import example_input, units_of
+from neuronimp.models.layers import layer_shapes, units_of
 
 # class counts of the data sets that have a fixed one: `validate` checks an integer target without loading them
 KNOWN_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "mr": 2, "sst2": 2}
@@ -34,35 +34,6 @@ def check_target(target: Any, num_classes: int, model: str, where: str = "attrib
     if not 0 <= target < num_classes:
         raise UsageError(f"{where} = {target}: model {model!r} has {num_classes} classes; allowed: predicted, "
                          f"label, or a class index 0..{num_classes - 1}")
-
-
-def _first_tensor(out: object) -> torch.Tensor | None:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)):
-        return next((o for o in out if isinstance(o, torch.Tensor)), None)
-    return None
-
-
-def layer_shapes(bundle: ModelBundle, paths: list[str]) -> tuple[dict[str, tuple[int, ...]], torch.Tensor | None]:
-    """Output shape (no batch dim) of each module path on one zero input, and the logits; a path the
-    forward pass never reaches is missing from the dict."""
-    modules = dict(bundle.model.named_modules())
-    shapes: dict[str, tuple[int, ...]] = {}
-    hooks = []
-    for path in dict.fromkeys(paths):
-        def record(module: nn.Module, args: object, out: object, path: str = path) -> None:
-            t = _first_tensor(out)
-            if t is not None and path not in shapes:
-                shapes[path] = tuple(t.shape[1:])
-        hooks.append(modules[path].register_forward_hook(record))
-    try:
-        with torch.no_grad(), evaluating(bundle.model):
-            logits = _first_tensor(bundle.model(example_input(bundle)))
-    finally:
-        for h in hooks:
-            h.remove()
-    return shapes, logits
 
 
 def check_layers(bundle: ModelBundle, names: list[str], where: str = "layers") -> list[str]:

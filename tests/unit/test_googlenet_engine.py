@@ -10,6 +10,8 @@ import copy
 
 import pytest
 import torch
+
+from scripts.bench_nets import lively as _lively
 from captum.attr import InternalInfluence, LayerConductance, LayerDeepLift, LayerGradientXActivation
 from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import nn
@@ -25,19 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lively(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Re-draw conv/linear weights (He init) and random batch-norm statistics and affine terms; float64, eval."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2 / m.weight[0].numel()) ** 0.5)
-            elif isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-    return model.double().eval()
+    """Re-drawn conv/linear (He init) and batch-norm terms, float64, eval (the benchmarks' own `lively`)."""
+    return _lively(model, seed).double().eval()
 
 
 def _inputs(size: int, n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
