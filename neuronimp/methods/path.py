@@ -5,7 +5,8 @@ Written by hand rather than by calling Captum's LayerConductance/InternalInfluen
 method): those repeat the whole interpolation for every call, while all four quantities are functions of
 the same y_l(alpha_k) and dF/dy_l(alpha_k). Captum stays the oracle in the tests.
 
-Per unit u of layer l (a channel: sum over spatial positions p; Dhamdhere et al. 2018, eq. 3):
+Per unit u of layer l (sum over the unit's positions p: the pixels of a channel, the tokens of a feature, the
+features of a token; `methods/units.py`; Dhamdhere et al. 2018, eq. 3):
   activation          sum_p y_p(x)
   grad_x_act          sum_p y_p(x) * dF/dy_p(x)
   internal_influence  sum_p sum_k w_k dF/dy_p(alpha_k)                              (Leino et al. 2018)
@@ -15,6 +16,7 @@ difference is returned as `delta` for each input.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -22,14 +24,15 @@ from torch import nn
 
 from neuronimp.hooks import capture, frozen
 from neuronimp.methods.grid import Grid
+from neuronimp.methods.units import layer_layouts, reduce_units
 from neuronimp.probe import Probe
 
 PATH_METHODS = ("activation", "grad_x_act", "internal_influence", "conductance")
 
 
 def unit_sum(t: torch.Tensor) -> torch.Tensor:
-    """[B, U, *spatial] -> [B, U]: a unit is a channel (conv) or a feature (dense)."""
-    return t.flatten(2).sum(2) if t.dim() > 2 else t
+    """[B, C, *positions] -> [B, C]: channel units (`units.reduce_units(t, "channel")`)."""
+    return reduce_units(t, "channel")
 
 
 @dataclass
@@ -56,13 +59,18 @@ def path_sweep(
     grid: Grid,
     step_chunk: int = 16,
     probe: Probe | None = None,
+    axes: Mapping[str, str] | None = None,
 ) -> PathResult:
     """Compute the requested path methods for all `layers` in one chunked sweep (see module doc).
+
+    axes: the unit axis of each layer (channel | feature | token); None: each layer's default (`units.py`).
 
     With a `probe` cut at the earliest of `layers` (fx mode), the part of the network before it runs
     without autograd and the backward pass starts there: same numbers, less work and memory.
     """
     B = x.shape[0]  # noqa: N806
+    if axes is None:
+        axes = {l: lay.axis for l, lay in layer_layouts(model, layers, x[:1]).items()}
     baseline = baseline.expand_as(x)
     want = set(methods) & set(PATH_METHODS)
     needs_path = bool(want & {"internal_influence", "conductance"})
@@ -109,15 +117,15 @@ def path_sweep(
                     k = k_global + j
                     yk, gk = y[j], g[j]
                     if points[k] == 1.0 and ("activation" in want or "grad_x_act" in want):
-                        res.scores[(l, "activation")] = unit_sum(yk)
-                        res.scores[(l, "grad_x_act")] = unit_sum(yk * gk)
+                        res.scores[(l, "activation")] = reduce_units(yk, axes[l])
+                        res.scores[(l, "grad_x_act")] = reduce_units(yk * gk, axes[l])
                     if not needs_path or k not in chain:
                         continue
-                    inf[l] = inf[l] + weights[k] * unit_sum(gk)
+                    inf[l] = inf[l] + weights[k] * reduce_units(gk, axes[l])
                     if l in prev:
                         py, pg = prev[l]
                         gbar = pg if grid.conductance == "left" else 0.5 * (pg + gk)
-                        cond[l] = cond[l] + unit_sum(gbar * (yk - py))
+                        cond[l] = cond[l] + reduce_units(gbar * (yk - py), axes[l])
                     prev[l] = (yk, gk)
             for j in range(c):
                 if points[k_global + j] == 0.0 and res.f_baseline is None:
@@ -135,11 +143,16 @@ def path_sweep(
     return res
 
 
-def sweep_probe(model: nn.Module, layers: list[str], example: torch.Tensor, cache: dict[str, Probe]) -> Probe | None:
-    """A probe cut at the earliest of `layers` when that cut is clean (fx) and nests no other layer, else None."""
-    with capture(model, layers) as out, torch.no_grad():
-        model(example)
-    first = next(iter(out))  # hooks fire in execution order
+def sweep_probe(model: nn.Module, layers: list[str], example: torch.Tensor, cache: dict[str, Probe],
+                first: str | None = None) -> Probe | None:
+    """A probe cut at the earliest of `layers` when that cut is clean (fx) and nests no other layer, else None.
+
+    first: the layer the forward pass reaches first, when the caller knows it (else one capture pass finds it).
+    """
+    if first is None:
+        with capture(model, layers) as out, torch.no_grad():
+            model(example)
+        first = next(iter(out))  # hooks fire in execution order
     if any(l != first and (l.startswith(first + ".") or first.startswith(l + ".")) for l in layers):
         return None
     key = "sweep:" + ",".join(sorted(layers))
