@@ -65,7 +65,8 @@ class Scores:
         return d.abs() / ref.abs().clamp(min=1e-12).to(d)
 
     def to_frame(self, ids: torch.Tensor | None = None) -> pd.DataFrame:
-        """A tidy table: input, layer, unit, unit_axis, method, score, delta (the method's per-input delta, else NaN)."""
+        """A tidy table: input, layer, unit, unit_axis, method, score, delta (the method's per-input delta, else
+        NaN)."""
         rows = []
         for (layer, m), sc in self.scores.items():
             sc = sc.detach().double().cpu()

@@ -108,7 +108,7 @@ def to_units(t: torch.Tensor, axis: str) -> torch.Tensor:
 
 
 def reduce_units(t: torch.Tensor, axis: str) -> torch.Tensor:
-    """[B, *shape] -> [B, U]: each unit summed over its positions (channel: pixels; feature: tokens; token: features)."""
+    """[B, *shape] -> [B, U]: each unit summed over its positions (channel: pixels, feature: tokens, token: features)."""
     if t.dim() == 2:
         return t
     if axis == "channel":
@@ -217,8 +217,9 @@ def _survey(model: nn.Module, layers: list[str]) -> Iterator[tuple[dict[str, _Se
                     s.leaf = torch.zeros((), dtype=out.dtype, device=out.device, requires_grad=True)
                     t = result = t + s.leaf
         if isinstance(t, torch.Tensor) and t.dim() == 3:
-            cf = (isinstance(m, CHANNEL_FIRST_1D) or id(out) in cf_ids
-                  or ((_keeps_layout(m) or isinstance(m, nn.Linear)) and first_in is not None and id(first_in) in cf_ids))
+            fed = first_in is not None and id(first_in) in cf_ids  # its input is a channel-first map
+            keeps = _keeps_layout(m) or isinstance(m, nn.Linear)  # a Linear maps the last dim: the positions
+            cf = isinstance(m, CHANNEL_FIRST_1D) or id(out) in cf_ids or (fed and keeps)
             if cf:
                 cf_ids.add(id(t))
                 alive.append(t)

@@ -26,7 +26,7 @@ class ModelBundle:
 @dataclass(frozen=True)
 class LayerInfo:
     """One addressable layer: module path, paper alias, output shape (no batch dim), unit count and unit axis
-    (channel | feature | token, the default `methods/units.py` chooses; "" with a `problem` when it cannot be scored)."""
+    (channel | feature | token, the default of `methods/units.py`; "" with a `problem` when it cannot be scored)."""
 
     name: str
     alias: str | None

@@ -97,7 +97,8 @@ def delete_study(model: nn.Module, layers: list[str], data: NetworkData, cfg: An
         target = _targets(model, sx, sy, target)
         stats = {l: LayerStats(moments[l][0], cls[l].class_means, cls[l].count) for l in layers}
         for name in engine:
-            scores[name] = engine_scores(model, layers, name, sx, data.score_baseline, target, params, stats, units=units)
+            scores[name] = engine_scores(model, layers, name, sx, data.score_baseline, target, params, stats,
+                                         units=units)
 
     for site in sites:
         treatments: list[Treatment] = []

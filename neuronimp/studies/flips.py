@@ -207,7 +207,8 @@ def ablation_rows(probe: Probe, batch: ImageBatch, layer: str, scores: dict[tupl
         yield {
             "image_id": int(batch.ids[j.b]), "true_label": int(batch.labels[j.b]), "predicted_label": pred,
             "target": int(batch.target[j.b]), "layer": layer, "method": method, "ablation": kinds[j.kind],
-            "draw": draw, "units": U, "unit_axis": batch.axis, "max_k": K, "k_flip": j.k_flip, "flipped": j.k_flip is not None,
+            "draw": draw, "units": U, "unit_axis": batch.axis, "max_k": K, "k_flip": j.k_flip,
+            "flipped": j.k_flip is not None,
             "new_label": j.new_label, "never_flips": full[j.kind][j.b] == pred,
             "fully_ablated_label": full[j.kind][j.b], "target_logit": f0[j.b],
             "score_drop_spearman": rho[(j.order, j.kind)][j.b] if rho else None,
