@@ -18,6 +18,7 @@ from neuronimp.methods.selectivity import LayerStats
 from neuronimp.methods.units import expand_mask, layer_layouts, reduce_units, to_units
 from neuronimp.models import create_model
 from neuronimp.probe import Probe
+from neuronimp.studies.curves import mask_edit, noise_edit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,16 +103,31 @@ def test_ablating_a_feature_zeroes_it_in_every_token_by_hand() -> None:
     assert s.scores[("act", "random")].shape == (2, 5)
 
 
-def test_ablate_study_rows_count_features_and_name_the_axis() -> None:
+def test_deletion_edits_a_feature_in_every_token() -> None:
+    a = torch.randn(4, 3, 5, dtype=torch.float64)  # 2 levels x 2 inputs, 3 tokens, 5 features
+    cut = mask_edit(torch.tensor([[0.0, 0, 1, 0, 0], [1.0, 0, 0, 0, 1]]), torch.zeros(1, 3, 5, dtype=torch.float64),
+                    2, "feature")(a)
+    assert torch.equal(cut[:2, :, 2], torch.zeros(2, 3, dtype=torch.float64)) and torch.equal(cut[:2, :, :2], a[:2, :, :2])
+    assert torch.equal(cut[2:, :, [0, 4]], torch.zeros(2, 3, 2, dtype=torch.float64))
+    sd = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0])  # feature 1 has no spread: noise leaves it alone in every token
+    noisy = noise_edit(torch.tensor([0.0, 1.0]), sd, 2, seed=0, axis="feature")(a)
+    assert torch.equal(noisy[:, :, 1], a[:, :, 1]) and torch.equal(noisy[:2], a[:2])
+    assert (noisy[2:, :, [0, 2, 3, 4]] != a[2:, :, [0, 2, 3, 4]]).all()
+
+
+def test_ablate_and_select_rows_count_features_and_name_the_axis() -> None:
     import neuronimp as ni
 
     bundle = ni.wrap(_tokens(), input_shape=(3, 5))
-    x = torch.randn(4, 3, 5, dtype=torch.float64)
-    rows = ni.ablate(bundle, x, layer="act", methods=["conductance"], max_k=5, attribution={"n_steps": 4})
+    x = torch.randn(12, 3, 5, dtype=torch.float64)
+    rows = ni.ablate(bundle, x[:4], layer="act", methods=["conductance"], max_k=5, attribution={"n_steps": 4})
     assert set(rows.units) == {5} and set(rows.unit_axis) == {"feature"}
-    tok = ni.ablate(bundle, x, layer="act", methods=["conductance"], max_k=3, attribution={"n_steps": 4},
+    tok = ni.ablate(bundle, x[:4], layer="act", methods=["conductance"], max_k=3, attribution={"n_steps": 4},
                     units={"act": "token"})
     assert set(tok.units) == {3} and set(tok.unit_axis) == {"token"}
+    sel = ni.select(bundle, x, torch.arange(12) % 2, layer="act", methods=["conductance"], classes=[0, 1],
+                    per_class=6, select_per_class=3, ks=[2], random_draws=0, attribution={"n_steps": 4})
+    assert set(sel.unit_axis) == {"feature"} and sel[sel.method == "all_units"].units.tolist() == ["0;1;2;3;4"]
 
 
 # ------------------------------------------------------------------ the token axis, chosen explicitly
