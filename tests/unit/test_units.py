@@ -107,7 +107,8 @@ def test_deletion_edits_a_feature_in_every_token() -> None:
     a = torch.randn(4, 3, 5, dtype=torch.float64)  # 2 levels x 2 inputs, 3 tokens, 5 features
     cut = mask_edit(torch.tensor([[0.0, 0, 1, 0, 0], [1.0, 0, 0, 0, 1]]), torch.zeros(1, 3, 5, dtype=torch.float64),
                     2, "feature")(a)
-    assert torch.equal(cut[:2, :, 2], torch.zeros(2, 3, dtype=torch.float64)) and torch.equal(cut[:2, :, :2], a[:2, :, :2])
+    assert torch.equal(cut[:2, :, 2], torch.zeros(2, 3, dtype=torch.float64))
+    assert torch.equal(cut[:2, :, :2], a[:2, :, :2])
     assert torch.equal(cut[2:, :, [0, 4]], torch.zeros(2, 3, 2, dtype=torch.float64))
     sd = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0])  # feature 1 has no spread: noise leaves it alone in every token
     noisy = noise_edit(torch.tensor([0.0, 1.0]), sd, 2, seed=0, axis="feature")(a)
