@@ -48,18 +48,6 @@ def resolve_layer(bundle: ModelBundle, layer: str) -> str:
     raise UsageError(msg + (f" (did you mean {hint!r}?)" if hint else ""))
 
 
-def units_of(shape: tuple[int, ...], text: bool = False) -> int:
-    """Units of a layer output of `shape` (no batch dim): channels for [C,H,W]/[C,L,1], features for [F].
-
-    2-D outputs are [C, L] (channels) for text models and [tokens, D] (features, last dim) otherwise.
-    """
-    if len(shape) == 0:
-        return 1
-    if len(shape) == 2 and not text:
-        return shape[-1]
-    return shape[0]
-
-
 def example_input(bundle: ModelBundle, batch: int = 1) -> torch.Tensor:
     """A zero input batch for `bundle.model`, on the model's device and in its float dtype."""
     param = next(iter(bundle.model.parameters()), None)
@@ -68,35 +56,19 @@ def example_input(bundle: ModelBundle, batch: int = 1) -> torch.Tensor:
     return torch.zeros((batch, *bundle.input_shape), device=device, dtype=dtype)
 
 
-def _first_tensor(out: object) -> torch.Tensor | None:
-    """The tensor output of a module, or the first tensor of a tuple/list output."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)):
-        return next((o for o in out if isinstance(o, torch.Tensor)), None)
-    return None
-
-
 def list_layers(bundle: ModelBundle) -> list[LayerInfo]:
-    """Interesting layers with alias, output shape and units, from one zero example run with forward hooks."""
+    """Interesting layers with alias, output shape, unit axis and units, from one zero example run with forward hooks.
+
+    The axis is the default one (`methods.units.unit_axis`): channel for conv maps (and conv1d maps [C, L]), feature
+    for [tokens, features] and dense outputs. A layer that returns a tuple or integers is listed with its problem;
+    layers the forward pass never reaches are left out.
+    """
+    from neuronimp.methods.units import describe_layers
+
     names = interesting_layers(bundle.model)
-    modules = dict(bundle.model.named_modules())
-    shapes: dict[str, tuple[int, ...]] = {}
-    hooks = []
-    for name in names:
-        def record(module: nn.Module, args: object, out: object, name: str = name) -> None:
-            t = _first_tensor(out)
-            if t is not None and name not in shapes:
-                shapes[name] = tuple(t.shape[1:])
-        hooks.append(modules[name].register_forward_hook(record))
-    try:
-        with torch.no_grad(), evaluating(bundle.model):
-            bundle.model(example_input(bundle))
-    finally:
-        for h in hooks:
-            h.remove()
+    with evaluating(bundle.model):
+        found = describe_layers(bundle.model, names, example_input(bundle))
     alias_of: dict[str, str] = {}
     for alias, path in bundle.layer_aliases.items():
         alias_of.setdefault(path, alias)
-    text = bundle.embed is not None
-    return [LayerInfo(n, alias_of.get(n), shapes[n], units_of(shapes[n], text)) for n in names if n in shapes]
+    return [LayerInfo(n, alias_of.get(n), *found[n]) for n in names if n in found]
