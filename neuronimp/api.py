@@ -83,9 +83,11 @@ def _target(bundle: ModelBundle, x: torch.Tensor, target: Any, y: torch.Tensor |
 def score(model: ModelBundle | nn.Module, x: torch.Tensor, *, layers: str | list[str] | None = None,
           methods: list[str] | tuple[str, ...] = ("conductance",), baseline: str | torch.Tensor = "zero",
           target: Any = "predicted", y: torch.Tensor | None = None, train: torch.Tensor | None = None,
-          **attribution: Any) -> Scores:
+          units: str | dict[str, str] = "auto", **attribution: Any) -> Scores:
     """Scores of every (layer, method) for inputs x [B, ...]; `.to_frame()` gives the tidy table.
 
+    units: what a unit is (auto | channel | feature | token, or layer -> axis; the config's `units:`): auto takes
+    channels of conv maps and features of [batch, tokens, features] and dense layers.
     baseline: 'zero', 'blur', 'mean' (per-channel mean of x) or a tensor; target: 'predicted', 'label' (with
     y), a class index or a tensor [B]; attribution: n_steps, rule, step_chunk, delta_tolerance, lrp_epsilon,
     lrp_gamma, random_seed, shapley_permutations, shapley_truncation, shapley_ablation (the `attribution:`
@@ -97,6 +99,7 @@ def score(model: ModelBundle | nn.Module, x: torch.Tensor, *, layers: str | list
     bundle = _bundle(model, x)
     params = _validated(AttributionCfg, attribution, "attribution").params()
     names = _layers(bundle, layers)
+    choice = _validated_units(bundle, units, names)
     t = _target(bundle, x, target, y)
     base = baseline.to(x) if isinstance(baseline, torch.Tensor) else make_baseline(
         baseline, x, x.mean(dim=[d for d in range(x.dim()) if d != 1]) if baseline == "mean" else None)
@@ -104,14 +107,30 @@ def score(model: ModelBundle | nn.Module, x: torch.Tensor, *, layers: str | list
     if needs_stats(list(methods), params):
         ref_x = train if train is not None else x
         ref_y = y if y is not None else _target(bundle, ref_x, "predicted", None)
-        stats = layer_statistics(bundle.model, [(ref_x, torch.as_tensor(ref_y).long())], names, bundle.num_classes)
+        stats = layer_statistics(bundle.model, [(ref_x, torch.as_tensor(ref_y).long())], names, bundle.num_classes,
+                                 choice)
     ids = torch.arange(x.shape[0])
-    s = compute_scores(bundle.model, x, base, t, names, list(methods), params, ids=ids, stats=stats)
+    s = compute_scores(bundle.model, x, base, t, names, list(methods), params, ids=ids, stats=stats, units=choice)
     import warnings
 
     for msg in delta_warnings(s, params):
         warnings.warn(msg, stacklevel=2)
     return s
+
+
+def _validated_units(bundle: ModelBundle, units: str | dict[str, str], layers: list[str]) -> str | dict[str, str]:
+    """`units` checked as the config's `units:` is, layer names resolved to module paths."""
+    from neuronimp.methods.units import check_choice
+
+    if isinstance(units, str):
+        return check_choice(units)
+    out = {}
+    for name, axis in units.items():
+        path = resolve_layer(bundle, name)
+        if path not in layers:
+            raise UsageError(f"units: layer {name!r} is not among the scored layers ({', '.join(layers)})")
+        out[path] = check_choice(axis, f"units of layer {name!r}")
+    return out
 
 
 def _validated(section: type, values: dict[str, Any], where: str) -> Any:
@@ -148,32 +167,34 @@ def _context(bundle: ModelBundle, x: torch.Tensor, y: torch.Tensor | None, tree:
 
 
 def _study_tree(layers: list[str], methods: list[str] | tuple[str, ...], attribution: dict[str, Any],
-                section: str, options: dict[str, Any], batch_size: int, seed: int) -> dict[str, Any]:
+                section: str, options: dict[str, Any], batch_size: int, seed: int,
+                units: str | dict[str, str] = "auto") -> dict[str, Any]:
     return {"seed": seed, "layers": layers, "methods": list(methods), "attribution": attribution,
-            section: options, "runner": {"batch_size": batch_size, "progress": False}}
+            section: options, "runner": {"batch_size": batch_size, "progress": False}, "units": units}
 
 
 def ablate(model: ModelBundle | nn.Module, x: torch.Tensor, *, layer: str | list[str] | None = None,
            methods: list[str] | tuple[str, ...] = ("conductance",), y: torch.Tensor | None = None,
            attribution: dict[str, Any] | None = None, batch_size: int = 32, seed: int = 0,
-           train: tuple[torch.Tensor, torch.Tensor] | None = None, **options: Any) -> pd.DataFrame:
+           train: tuple[torch.Tensor, torch.Tensor] | None = None, units: str | dict[str, str] = "auto",
+           **options: Any) -> pd.DataFrame:
     """Study 1 on inputs x: the rows `neuronimp ablate` writes (ablate.csv), one per (input, layer, method,
     draw, ablation). options: the `ablate:` section (ablation, max_k, random_draws, record_logits, ...);
-    attribution: the `attribution:` section (baseline, target, n_steps, rule, ...). Mean ablation and
-    statistics-based orders read `train` = (inputs, labels), default (x, y)."""
+    attribution: the `attribution:` section (baseline, target, n_steps, rule, ...); units: as in `score`. Mean
+    ablation and statistics-based orders read `train` = (inputs, labels), default (x, y)."""
     bundle = _bundle(model, x)
-    tree = _study_tree(_layers(bundle, layer), methods, attribution or {}, "ablate", options, batch_size, seed)
+    tree = _study_tree(_layers(bundle, layer), methods, attribution or {}, "ablate", options, batch_size, seed, units)
     return _run("ablate", _context(bundle, x, y, tree, train)).tables["ablate"]
 
 
 def select(model: ModelBundle | nn.Module, x: torch.Tensor, y: torch.Tensor, *, layer: str | list[str] | None = None,
            methods: list[str] | tuple[str, ...] = ("conductance",), attribution: dict[str, Any] | None = None,
            batch_size: int = 32, seed: int = 0, class_names: list[str] | None = None,
-           **options: Any) -> pd.DataFrame:
+           units: str | dict[str, str] = "auto", **options: Any) -> pd.DataFrame:
     """Study 3 on labelled inputs (x, y): the rows `neuronimp select` writes (select.csv). options: the
-    `select:` section (classes, per_class, select_per_class, ks, draws, splits, ...)."""
+    `select:` section (classes, per_class, select_per_class, ks, draws, splits, ...); units: as in `score`."""
     bundle = _bundle(model, x)
-    tree = _study_tree(_layers(bundle, layer), methods, attribution or {}, "select", options, batch_size, seed)
+    tree = _study_tree(_layers(bundle, layer), methods, attribution or {}, "select", options, batch_size, seed, units)
     return _run("select", _context(bundle, x, y, tree, class_names=class_names)).tables["select"]
 
 

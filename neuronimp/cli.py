@@ -142,16 +142,23 @@ def models() -> None:
 def layers(model: Annotated[str, typer.Argument(help="model name")],
            option: Annotated[Optional[list[str]], typer.Option("--option", help="model option KEY=VALUE")] = None
            ) -> None:
-    """Print every addressable layer of MODEL with its output shape and unit count."""
+    """Print every addressable layer of MODEL with its output shape, unit axis and unit count.
+
+    A unit is a channel of a conv map (summed over positions), a feature of a [tokens, features] or dense output
+    (summed over tokens), or a token (summed over features) when the config's `units:` says so.
+    """
     from neuronimp.config import parse_overrides
     from neuronimp.models import create_model, list_layers
 
     opts = dict(parse_overrides(option, flag="--option", example="width=32"))
     bundle = create_model(model, weights="none", **opts)
-    typer.echo(f"{'layer':28s} {'alias':10s} {'shape':22s} units")
+    typer.echo(f"{'layer':28s} {'alias':10s} {'shape':22s} {'axis':8s} units")
     for info in list_layers(bundle):
         shape = "x".join(str(s) for s in info.shape)
-        typer.echo(f"{info.name:28s} {info.alias or '':10s} {shape:22s} {info.units}")
+        if info.problem:
+            typer.echo(f"{info.name:28s} {info.alias or '':10s} {'-':22s} {'-':8s} - ({info.problem})")
+            continue
+        typer.echo(f"{info.name:28s} {info.alias or '':10s} {shape:22s} {info.axis:8s} {info.units}")
 
 
 

@@ -91,6 +91,9 @@ class ConfigBase(Strict):
     model: ModelCfg = Field(default_factory=ModelCfg)
     data: DataCfg = Field(default_factory=DataCfg)
     layers: list[str] = Field(default_factory=list)  # empty: the model's default layer
+    # what a unit of each layer is: auto | channel | feature | token for every layer, or {layer: axis} (others auto);
+    # auto: channel for conv maps, feature for [batch, tokens, features] and dense layers (methods/units.py)
+    units: str | dict[str, str] = "auto"
     methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
     attribution: AttributionCfg = Field(default_factory=AttributionCfg)
     train: TrainCfg = Field(default_factory=TrainCfg)
@@ -106,6 +109,31 @@ class ConfigBase(Strict):
             if m not in METHODS:
                 hint = closest(m, names)
                 raise ValueError(f"unknown method {shown(m)}; allowed: {', '.join(names)}"
+                                 + (f" (did you mean {hint!r}?)" if hint else ""))
+        return v
+
+    @field_validator("units", mode="before")
+    @classmethod
+    def _units(cls, v: Any) -> Any:
+        from neuronimp.methods.units import UNIT_CHOICES
+
+        if isinstance(v, dict):  # `--set units.blocks.0=token` nests the dotted layer name: flatten it back
+            flat: dict[str, Any] = {}
+            stack = [("", v)]
+            while stack:
+                prefix, d = stack.pop()
+                for k, val in d.items():
+                    key = f"{prefix}.{k}" if prefix else str(k)
+                    if isinstance(val, dict):
+                        stack.append((key, val))
+                    else:
+                        flat[key] = val
+            v = flat
+        for layer, a in v.items() if isinstance(v, dict) else [(None, v)]:
+            if a not in UNIT_CHOICES:
+                hint = closest(str(a), UNIT_CHOICES)
+                where = f"layer {layer!r}: {a!r} is not" if layer is not None else "not"
+                raise ValueError(f"{where} a unit axis; allowed: {', '.join(UNIT_CHOICES)}, or a mapping layer -> axis"
                                  + (f" (did you mean {hint!r}?)" if hint else ""))
         return v
 

@@ -2,21 +2,24 @@
 
 An ablation replaces unit u's activation by a value v_u: `zero` (v = 0), `mean` (the unit's dataset mean,
 per position), or `baseline` (the unit's activation at the baseline input x', the intervention that
-matches what conductance measures: the change of the unit from y(x') to y(x)).
+matches what conductance measures: the change of the unit from y(x') to y(x)). A unit is replaced at every one
+of its positions (`units.expand_mask`): a channel at every pixel, a feature in every token, a token in every feature.
 """
 from __future__ import annotations
 
 import torch
 
 from neuronimp.hooks import frozen
+from neuronimp.methods.units import expand_mask, layer_layouts, unit_count
 from neuronimp.probe import Probe
 
 ABLATIONS = ("zero", "mean", "baseline")
 
 
-def apply_mask(a: torch.Tensor, mask: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """a with units where mask == 1 replaced by `value`; a, value: [N, U, *s], mask: [N, U] in {0, 1}."""
-    m = mask.to(a.dtype).view(*mask.shape, *([1] * (a.dim() - 2)))
+def apply_mask(a: torch.Tensor, mask: torch.Tensor, value: torch.Tensor, axis: str = "channel") -> torch.Tensor:
+    """a with units where mask == 1 replaced by `value`; a, value: [N, *shape], mask: [N, U] in {0, 1} over the
+    units of `axis` (channel | feature | token)."""
+    m = expand_mask(mask.to(a.dtype), a.shape, axis)
     return a * (1 - m) + value.expand_as(a) * m
 
 
@@ -36,15 +39,18 @@ def ablation_value(kind: str, a: torch.Tensor, mean: torch.Tensor | None, a_base
 
 
 def single_unit_drop(probe: Probe, x: torch.Tensor, target: torch.Tensor, value: torch.Tensor,
-                     a: torch.Tensor | None = None, max_rows: int = 512) -> torch.Tensor:
+                     a: torch.Tensor | None = None, max_rows: int = 512, axis: str | None = None) -> torch.Tensor:
     """F_t(a) - F_t(a with unit u alone set to its ablation value) for every input and unit, [B, U].
 
-    value: [1 or B, U, *s]; `a` is the layer's activation prefix(x) when the caller already has it. The B x U
-    ablated activations run through the suffix only, `max_rows` at a time.
+    value: [1 or B, *shape]; `a` is the layer's activation prefix(x) when the caller already has it; axis: the
+    layer's unit axis (None: its default, `units.py`). The B x U ablated activations run through the suffix only,
+    `max_rows` at a time.
     """
+    axis = axis or layer_layouts(probe.model, [probe.layer], x[:1])[probe.layer].axis
     with frozen(probe.model), torch.no_grad():
-        a = probe.prefix(x) if a is None else a  # [B, U, *s]
-        B, U = a.shape[:2]  # noqa: N806
+        a = probe.prefix(x) if a is None else a  # [B, *shape]
+        B = a.shape[0]  # noqa: N806
+        U = unit_count(tuple(a.shape[1:]), axis)  # noqa: N806
         f0 = probe.suffix(a, x).gather(1, target.unsqueeze(1)).squeeze(1)  # [B]
         value = value.to(a)
         per_image = value.shape[0] > 1 and value.stride(0) != 0  # an expanded batch-1 value stays broadcast
@@ -53,7 +59,7 @@ def single_unit_drop(probe: Probe, x: torch.Tensor, target: torch.Tensor, value:
         out = torch.empty(B * U, dtype=f0.dtype, device=f0.device)
         for r0 in range(0, B * U, max_rows):
             b, u = b_all[r0 : r0 + max_rows], u_all[r0 : r0 + max_rows]
-            m = torch.nn.functional.one_hot(u, U).bool().view(len(b), U, *([1] * (a.dim() - 2)))
+            m = expand_mask(torch.nn.functional.one_hot(u, U).bool(), a.shape, axis)
             v = value[b] if per_image else value[:1]
             xs = x[b] if probe.mode == "hook" else None
             f = probe.suffix(torch.where(m, v, a[b]), xs)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 
 from neuronimp.errors import UsageError
-from neuronimp.hooks import capture
 from neuronimp.methods.ablation import ablation_value, single_unit_drop
 from neuronimp.methods.layer_ig import layer_ig
 from neuronimp.methods.lrp import lrp_relevance
 from neuronimp.methods.propagation import deeplift
+from neuronimp.methods.rules import deeplift_gaps, lrp_gaps
 from neuronimp.methods.selectivity import selectivity_index
 from neuronimp.methods.shapley import ShapleyParams, per_input_shapley
 from neuronimp.methods.spec import MethodCall, method
@@ -47,20 +47,21 @@ def _difference(call: MethodCall, s: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 @method("layer_ig", help="integrated gradients on a straight line in the layer's own space", delta="difference")
 def _layer_ig(call: MethodCall) -> tuple[torch.Tensor, torch.Tensor]:
-    s = layer_ig(call.probe, call.x, call.baseline, call.target, call.grid, call.params.step_chunk)
+    s = layer_ig(call.probe, call.x, call.baseline, call.target, call.grid, call.params.step_chunk, call.axis)
     return _difference(call, s)
 
 
-@method("deeplift", help="DeepLIFT rescale contributions at the layer (Captum LayerDeepLift)", delta="difference")
+@method("deeplift", help="DeepLIFT rescale contributions at the layer (Captum LayerDeepLift)", delta="difference",
+        input_grad=True, gaps=deeplift_gaps)
 def _deeplift(call: MethodCall) -> tuple[torch.Tensor, torch.Tensor]:
-    return _difference(call, deeplift(call.model, call.layer, call.x, call.baseline, call.target))
+    return _difference(call, deeplift(call.model, call.layer, call.x, call.baseline, call.target, call.axis))
 
 
 def _lrp(composite: str):  # noqa: ANN202 - a registered adapter
     def fn(call: MethodCall) -> tuple[torch.Tensor, torch.Tensor]:
         p = call.params
         return lrp_relevance(call.model, call.layer, call.x, call.target, composite, epsilon=p.lrp_epsilon,
-                             gamma=p.lrp_gamma, stabilizer=min(p.lrp_epsilon, 1e-6))
+                             gamma=p.lrp_gamma, stabilizer=min(p.lrp_epsilon, 1e-6), axis=call.axis)
 
     return fn
 
@@ -75,7 +76,7 @@ for _name, _comp, _help in (
     ("lrp_epsilon_alpha2_beta1", "epsilon_alpha2_beta1",
      "LRP composite: alpha2-beta1 on convolutions, epsilon on dense layers (zennit)"),
 ):
-    method(_name, help=_help, delta="output")(_lrp(_comp))
+    method(_name, help=_help, delta="output", input_grad=True, gaps=lrp_gaps)(_lrp(_comp))
 
 
 def _ablation(kind: str):  # noqa: ANN202 - a registered adapter
@@ -87,7 +88,7 @@ def _ablation(kind: str):  # noqa: ANN202 - a registered adapter
         mean = call.stats.mean if call.stats is not None else None
         if kind == "mean" and mean is None:
             raise UsageError("method ablation_mean needs dataset statistics of the layer")
-        return single_unit_drop(probe, call.x, call.target, ablation_value(kind, a, mean, a0), a=a)
+        return single_unit_drop(probe, call.x, call.target, ablation_value(kind, a, mean, a0), a=a, axis=call.axis)
 
     return fn
 
@@ -108,10 +109,7 @@ def _selectivity(call: MethodCall) -> torch.Tensor:
 
 @method("random", help="uniform random scores, seeded per input (a control)")
 def _random(call: MethodCall) -> torch.Tensor:
-    with capture(call.model, [call.layer]) as out, torch.no_grad():
-        call.model(call.x[:1])
-    units = out[call.layer].shape[1]
-    return random_scores(call.ids, units, call.params.random_seed).to(call.x)
+    return random_scores(call.ids, call.n_units, call.params.random_seed).to(call.x)
 
 
 @method("shapley", help="Shapley value of the unit in the game 'target logit with only a coalition of units kept' "

@@ -1,7 +1,8 @@
 """Coalitions of units and their values: the cooperative game behind Neuron Shapley.
 
-A player is a unit of the probe's layer. A coalition is a boolean mask `keep [M, U]` (True: the unit keeps its
-activation, False: it is ablated to `value_a`), and a value function maps M coalitions to their values,
+A player is a unit of the probe's layer on its unit axis (`methods/units.py`: a channel, a feature or a token; a
+dropped unit is ablated at every one of its positions). A coalition is a boolean mask `keep [M, U]` (True: the unit
+keeps its activation, False: it is ablated to `value_a`), and a value function maps M coalitions to their values,
 `[M]` (dataset level, e.g. accuracy) or `[M, *extra]` (e.g. the target logit of each of B inputs). Also here:
 the seeded permutations and the prefix walk over them that the Monte Carlo estimators of `shapley.py` share.
 """
@@ -13,6 +14,7 @@ from collections.abc import Callable
 import torch
 
 from neuronimp.hooks import frozen
+from neuronimp.methods.units import expand_mask, layer_layouts, unit_count
 from neuronimp.probe import Probe
 
 ValueFn = Callable[[torch.Tensor], torch.Tensor]  # keep [M, U] bool -> values [M, *extra]
@@ -22,13 +24,15 @@ METRICS = ("logit", "accuracy")
 def coalition_value(
     probe: Probe, x: torch.Tensor, a: torch.Tensor, value_a: torch.Tensor,
     metric: str | Callable[[torch.Tensor], torch.Tensor], *, target: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None, coalition_batch: int = 256,
+    labels: torch.Tensor | None = None, coalition_batch: int = 256, axis: str | None = None,
 ) -> ValueFn:
     """The game v(keep) on inputs x: ablate the dropped units to value_a, run only the suffix, score the logits.
 
-    a = probe.prefix(x) [B, U, *s]; value_a [B or 1, U, *s] (see ablation.ablation_value). One suffix forward
-    takes up to `coalition_batch` coalitions x B inputs. metric "logit": target logit per input, [M, B];
-    "accuracy": mean over the B inputs of argmax == labels, [M]; a callable: logits [M, B, C] -> [M, *extra].
+    a = probe.prefix(x) [B, *shape]; value_a [B or 1, *shape] (see ablation.ablation_value). axis: the layer's
+    unit axis (channel | feature | token; None: the layer's own, `units.layer_layouts`); the U players are the
+    units on it and keep is [M, U]. One suffix forward takes up to `coalition_batch` coalitions x B inputs.
+    metric "logit": target logit per input, [M, B]; "accuracy": mean over the B inputs of argmax == labels, [M];
+    a callable: logits [M, B, C] -> [M, *extra].
     """
     if isinstance(metric, str):
         if metric not in METRICS:
@@ -36,8 +40,9 @@ def coalition_value(
         need = target if metric == "logit" else labels
         if need is None:
             raise ValueError(f"metric {metric!r} needs {'target' if metric == 'logit' else 'labels'} [B]")
-    B, U = a.shape[:2]  # noqa: N806
-    spatial = (1,) * (a.dim() - 2)
+    if axis is None:  # auto: only a 3-D output is ambiguous ([B, C, L] or [B, tokens, F])
+        axis = layer_layouts(probe.model, [probe.layer], x[:1])[probe.layer].axis if a.dim() == 3 else "channel"
+    B, U = a.shape[0], unit_count(tuple(a.shape[1:]), axis)  # noqa: N806
     value_a = value_a.to(a).expand_as(a)
 
     def score(logits: torch.Tensor) -> torch.Tensor:  # logits [m, B, C]
@@ -56,7 +61,8 @@ def coalition_value(
             for m0 in range(0, len(keep), coalition_batch):
                 k = keep[m0 : m0 + coalition_batch]
                 m = len(k)
-                big = torch.where(k.view(m, 1, U, *spatial), a.unsqueeze(0), value_a.unsqueeze(0))  # [m, B, U, *s]
+                mask = expand_mask(k, a.shape, axis).unsqueeze(1)  # broadcasts against [m, B, *shape]
+                big = torch.where(mask, a.unsqueeze(0), value_a.unsqueeze(0))  # [m, B, *shape]
                 xs = x.repeat(m, *([1] * (x.dim() - 1))) if probe.mode == "hook" else None
                 logits = probe.suffix(big.reshape(m * B, *a.shape[1:]), xs)  # [m * B, C]
                 out.append(score(logits.view(m, B, -1)))

@@ -12,15 +12,17 @@ import torch
 
 from neuronimp.hooks import frozen
 from neuronimp.methods.grid import Grid
-from neuronimp.methods.path import unit_sum
+from neuronimp.methods.units import layer_layouts, reduce_units
 from neuronimp.probe import Probe
 
 
 def layer_ig(
-    probe: Probe, x: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor, grid: Grid, step_chunk: int = 16
+    probe: Probe, x: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor, grid: Grid, step_chunk: int = 16,
+    axis: str | None = None,
 ) -> torch.Tensor:
-    """Layer integrated gradients per unit, [B, U]."""
+    """Layer integrated gradients per unit, [B, U]; axis: the layer's unit axis (None: its default, units.py)."""
     B = x.shape[0]  # noqa: N806
+    axis = axis or layer_layouts(probe.model, [probe.layer], x[:1])[probe.layer].axis
     pts = [(a, w) for a, w in zip(grid.alphas, grid.weights) if w != 0.0]
     with frozen(probe.model), torch.no_grad():
         y = probe.prefix(x)
@@ -37,4 +39,4 @@ def layer_ig(
             f = probe.suffix(ys, xs).gather(1, target.repeat(c).unsqueeze(1)).sum()
             (g,) = torch.autograd.grad(f, ys)
             total += (w * g.view(c, B, *y.shape[1:])).sum(0)
-    return unit_sum(total * (y - y0))
+    return reduce_units(total * (y - y0), axis)

@@ -52,7 +52,7 @@ from neuronimp.methods.lrp_canonizers import (
     proportional_adds,
     torchvision_resnet_canonizers,
 )
-from neuronimp.methods.path import unit_sum
+from neuronimp.methods.units import layer_layouts, reduce_units
 
 LRP_COMPOSITES = ("epsilon", "gamma", "zplus", "epsilon_plus", "epsilon_gamma_box", "epsilon_alpha2_beta1")
 # method names of the engine -> composite
@@ -103,12 +103,16 @@ def lrp_layers(
     stabilizer: float = 1e-6,
     low: Any = None,
     high: Any = None,
+    axes: dict[str, str] | None = None,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{layer: (relevance [B, U] summed over positions, delta [B] = sum_u R_u - F(x))} from one backward pass."""
+    """{layer: (relevance [B, U] summed over each unit's positions, delta [B] = sum_u R_u - F(x))} from one
+    backward pass; axes: each layer's unit axis (None: the defaults, `units.py`)."""
     if composite not in LRP_COMPOSITES:
         raise UsageError(f"unknown LRP composite {composite!r}; allowed: {', '.join(LRP_COMPOSITES)}")
     if composite == "epsilon_gamma_box":
         low, high = _bounds(x, low, high)
+    if axes is None:
+        axes = {l: lay.axis for l, lay in layer_layouts(model, layers, x[:1]).items()}
     x = x.detach().clone().requires_grad_(True)  # zennit hooks a module only when its input requires grad
     out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     with frozen(model), no_new_attrs(model):
@@ -129,7 +133,7 @@ def lrp_layers(
             ys = [acts[l] for l in layers]
             grads = torch.autograd.grad(logits, ys, grad_outputs=seed, allow_unused=True)
         for l, y, g in zip(layers, ys, grads):
-            r = unit_sum(g.detach()) if g is not None else unit_sum(torch.zeros_like(y.detach()))
+            r = reduce_units(g.detach() if g is not None else torch.zeros_like(y.detach()), axes[l])
             out[l] = (r, r.sum(1) - f.detach())
     return out
 
@@ -155,7 +159,8 @@ def lrp_relevance(
     low: Any = None,
     high: Any = None,
     stabilizer: float = 1e-6,
+    axis: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(relevance [B, U] of the layer's units, delta [B] = sum_u R_u - F(x)) under `composite` (module doc)."""
     return lrp_layers(model, [layer], x, target, composite, epsilon=epsilon, gamma=gamma, stabilizer=stabilizer,
-                      low=low, high=high)[layer]
+                      low=low, high=high, axes=None if axis is None else {layer: axis})[layer]

@@ -5,7 +5,8 @@ Written by hand rather than by calling Captum's LayerConductance/InternalInfluen
 method): those repeat the whole interpolation for every call, while all four quantities are functions of
 the same y_l(alpha_k) and dF/dy_l(alpha_k). Captum stays the oracle in the tests.
 
-Per unit u of layer l (a channel: sum over spatial positions p; Dhamdhere et al. 2018, eq. 3):
+Per unit u of layer l (sum over the unit's positions p: the pixels of a channel, the tokens of a feature, the
+features of a token; `methods/units.py`; Dhamdhere et al. 2018, eq. 3):
   activation          sum_p y_p(x)
   grad_x_act          sum_p y_p(x) * dF/dy_p(x)
   internal_influence  sum_p sum_k w_k dF/dy_p(alpha_k)                              (Leino et al. 2018)
@@ -21,6 +22,7 @@ input's final n.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -28,14 +30,15 @@ from torch import nn
 
 from neuronimp.hooks import capture, frozen
 from neuronimp.methods.grid import NESTED_RULES, Grid, make_grid
+from neuronimp.methods.units import layer_layouts, reduce_units
 from neuronimp.probe import Probe
 
 PATH_METHODS = ("activation", "grad_x_act", "internal_influence", "conductance")
 
 
 def unit_sum(t: torch.Tensor) -> torch.Tensor:
-    """[B, U, *spatial] -> [B, U]: a unit is a channel (conv) or a feature (dense)."""
-    return t.flatten(2).sum(2) if t.dim() > 2 else t
+    """[B, C, *positions] -> [B, C]: channel units (`units.reduce_units(t, "channel")`)."""
+    return reduce_units(t, "channel")
 
 
 @dataclass
@@ -50,30 +53,34 @@ class PathResult:
 
 
 class Stieltjes:
-    """The conductance sum of one layer, fed the samples (y_k, g_k) in ascending alpha; `total` is [B, U]."""
+    """The conductance sum of one layer, fed the samples (y_k, g_k) in ascending alpha; `total` is [B, U].
 
-    def __init__(self, flavour: str) -> None:
+    axis: the layer's unit axis (channel | feature | token, `units.py`): what each term is summed over.
+    """
+
+    def __init__(self, flavour: str, axis: str = "channel") -> None:
         if flavour not in ("left", "trapezoid", "simpson"):
             raise ValueError(f"unknown conductance flavour {flavour!r}")
         self.flavour = flavour
+        self.axis = axis
         self.total: torch.Tensor | float = 0.0
         self._prev: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def push(self, y: torch.Tensor, g: torch.Tensor) -> None:
-        """Add the next sample: y and g = dF/dy at the next alpha, both [B, U, *spatial]."""
+        """Add the next sample: y and g = dF/dy at the next alpha, both [B, *layer shape]."""
         if self.flavour == "simpson":
             self._prev.append((y, g))
             if len(self._prev) == 3:  # one panel: integral of P_g P_y' for the quadratics through 3 samples
                 (y0, g0), (y1, g1), (y2, g2) = self._prev
                 d1, d2 = y1 - y0, y2 - y1
                 panel = g0 * (d1 / 2 - d2 / 6) + (2 / 3) * g1 * (d1 + d2) + g2 * (d2 / 2 - d1 / 6)
-                self.total = self.total + unit_sum(panel)
+                self.total = self.total + reduce_units(panel, self.axis)
                 self._prev = [self._prev[2]]
             return
         if self._prev:
             py, pg = self._prev[0]
             gbar = pg if self.flavour == "left" else 0.5 * (pg + g)
-            self.total = self.total + unit_sum(gbar * (y - py))
+            self.total = self.total + reduce_units(gbar * (y - py), self.axis)
         self._prev = [(y, g)]
 
 
@@ -129,13 +136,18 @@ def path_sweep(
     grid: Grid,
     step_chunk: int = 16,
     probe: Probe | None = None,
+    axes: Mapping[str, str] | None = None,
 ) -> PathResult:
     """Compute the requested path methods for all `layers` in one chunked sweep (see module doc).
+
+    axes: the unit axis of each layer (channel | feature | token); None: each layer's default (`units.py`).
 
     With a `probe` cut at the earliest of `layers` (fx mode), the part of the network before it runs
     without autograd and the backward pass starts there: same numbers, less work and memory.
     """
     B = x.shape[0]  # noqa: N806
+    if axes is None:
+        axes = {l: lay.axis for l, lay in layer_layouts(model, layers, x[:1]).items()}
     baseline = baseline.expand_as(x)
     want = set(methods) & set(PATH_METHODS)
     needs_path = bool(want & {"internal_influence", "conductance"})
@@ -150,7 +162,7 @@ def path_sweep(
 
     res = PathResult()
     inf = {l: 0.0 for l in layers}
-    cond = {l: Stieltjes(grid.conductance) for l in layers}
+    cond = {l: Stieltjes(grid.conductance, axes[l]) for l in layers}
     k_global = 0
     with frozen(model), capture(model, layers) as out, torch.enable_grad():
         for alphas in _chunks(points, step_chunk):
@@ -160,11 +172,11 @@ def path_sweep(
                     k = k_global + j
                     yk, gk = ys[li][j], gs[li][j]
                     if points[k] == 1.0 and ("activation" in want or "grad_x_act" in want):
-                        res.scores[(l, "activation")] = unit_sum(yk)
-                        res.scores[(l, "grad_x_act")] = unit_sum(yk * gk)
+                        res.scores[(l, "activation")] = reduce_units(yk, axes[l])
+                        res.scores[(l, "grad_x_act")] = reduce_units(yk * gk, axes[l])
                     if not needs_path or k not in chain:
                         continue
-                    inf[l] = inf[l] + weights[k] * unit_sum(gk)
+                    inf[l] = inf[l] + weights[k] * reduce_units(gk, axes[l])
                     cond[l].push(yk, gk)
             for j in range(len(alphas)):
                 if points[k_global + j] == 0.0 and res.f_baseline is None:
@@ -209,6 +221,7 @@ def adaptive_sweep(
     start_steps: int = 8,
     max_steps: int = 1024,
     atol: float = 1e-6,
+    axes: Mapping[str, str] | None = None,
 ) -> PathResult:
     """`path_sweep` with n chosen per input (`n_steps: auto`): n = start_steps * 2^j, the smallest for which
     every layer's completeness delta satisfies `converged(..., tolerance, atol)`, capped at the largest
@@ -221,6 +234,9 @@ def adaptive_sweep(
     them at each level in `path_sweep`'s order: for each input the result equals `path_sweep` at its final
     n to rounding. `deltas` are returned whatever `methods` holds: they decide the steps. `steps` [B] is
     the n used per input; input i was evaluated at exactly steps[i] + 1 points.
+
+    axes: the unit axis of each layer, as in `path_sweep` (None: each layer's default, `default_axes`: no extra
+    forward pass unless a layer's output is 3-D).
     """
     if rule not in NESTED_RULES:
         raise ValueError(f"n_steps auto needs a nested rule ({', '.join(NESTED_RULES)}), got {rule!r}")
@@ -236,7 +252,7 @@ def adaptive_sweep(
     idx = torch.arange(B, device=x.device)  # original index of each active input
     ys: dict[str, list[torch.Tensor]] = {l: [] for l in layers}  # per point in alpha order, [B_active, ...]
     gs: dict[str, list[torch.Tensor]] = {l: [] for l in layers}
-    gu: dict[str, list[torch.Tensor]] = {l: [] for l in layers}  # unit_sum(g) per point, [B_active, U]
+    gu: dict[str, list[torch.Tensor]] = {l: [] for l in layers}  # reduce_units(g, axis) per point, [B_active, U]
     f0 = f1 = torch.empty(0)
     n = start_steps
     new = [k / n for k in range(n + 1)]
@@ -246,6 +262,8 @@ def adaptive_sweep(
             fresh: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {l: ([], []) for l in layers}
             for alphas in _chunks(new, max(1, budget // len(idx))):
                 f, yv, gv = path_points(model, xa, ba, ta, layers, alphas, probe, out)
+                if axes is None:  # each layer's default, from the outputs just captured
+                    axes = default_axes(model, layers, x, [y.dim() - 1 for y in yv])
                 for j, a in enumerate(alphas):
                     if a == 0.0:
                         f0 = f[j]
@@ -254,15 +272,15 @@ def adaptive_sweep(
                         res.f_input, res.f_baseline = f1, f0
                         for li, l in enumerate(layers):
                             if "activation" in want:
-                                res.scores[(l, "activation")] = unit_sum(yv[li][j])
+                                res.scores[(l, "activation")] = reduce_units(yv[li][j], axes[l])
                             if "grad_x_act" in want:
-                                res.scores[(l, "grad_x_act")] = unit_sum(yv[li][j] * gv[li][j])
+                                res.scores[(l, "grad_x_act")] = reduce_units(yv[li][j] * gv[li][j], axes[l])
                     for li, l in enumerate(layers):
                         fresh[l][0].append(yv[li][j])
                         fresh[l][1].append(gv[li][j])
             for l in layers:  # interleave the midpoints with the points already held
                 fy, fg = fresh[l]
-                fu = [unit_sum(g) for g in fg]
+                fu = [reduce_units(g, axes[l]) for g in fg]
                 if ys[l]:
                     ys[l] = _interleave(ys[l], fy)
                     gs[l] = _interleave(gs[l], fg)
@@ -274,7 +292,7 @@ def adaptive_sweep(
             level: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
             for l in layers:  # replay the sums in path_sweep's order
                 inf: torch.Tensor | float = 0.0
-                cond = Stieltjes(flavour)
+                cond = Stieltjes(flavour, axes[l])
                 for k in range(n + 1):
                     inf = inf + weights[k] * gu[l][k]
                     cond.push(ys[l][k], gs[l][k])
@@ -305,6 +323,15 @@ def adaptive_sweep(
     return res
 
 
+def default_axes(model: nn.Module, layers: list[str], x: torch.Tensor, dims: list[int]) -> dict[str, str]:
+    """Each layer's default unit axis (`units.unit_axis` auto) from its output's dims (with the batch dim):
+    channel from 4-D up, feature for 2-D (the same as channel there); a 3-D output ([B, C, L] or [B, tokens, F])
+    needs the module types, so then `units.layer_layouts` decides (one capture pass on x[:1], cached)."""
+    if any(d == 3 for d in dims):
+        return {l: lay.axis for l, lay in layer_layouts(model, layers, x[:1]).items()}
+    return {l: "channel" if d >= 4 else "feature" for l, d in zip(layers, dims)}
+
+
 def _interleave(old: list[torch.Tensor], mids: list[torch.Tensor]) -> list[torch.Tensor]:
     """[p_0, m_0, p_1, m_1, ..., p_n]: the points of grid 2n from those of grid n and the new midpoints."""
     merged = [old[0]]
@@ -320,11 +347,16 @@ def _put(store: dict, key: object, at: torch.Tensor, value: torch.Tensor, B: int
     store[key][at] = value
 
 
-def sweep_probe(model: nn.Module, layers: list[str], example: torch.Tensor, cache: dict[str, Probe]) -> Probe | None:
-    """A probe cut at the earliest of `layers` when that cut is clean (fx) and nests no other layer, else None."""
-    with capture(model, layers) as out, torch.no_grad():
-        model(example)
-    first = next(iter(out))  # hooks fire in execution order
+def sweep_probe(model: nn.Module, layers: list[str], example: torch.Tensor, cache: dict[str, Probe],
+                first: str | None = None) -> Probe | None:
+    """A probe cut at the earliest of `layers` when that cut is clean (fx) and nests no other layer, else None.
+
+    first: the layer the forward pass reaches first, when the caller knows it (else one capture pass finds it).
+    """
+    if first is None:
+        with capture(model, layers) as out, torch.no_grad():
+            model(example)
+        first = next(iter(out))  # hooks fire in execution order
     if any(l != first and (l.startswith(first + ".") or first.startswith(l + ".")) for l in layers):
         return None
     key = "sweep:" + ",".join(sorted(layers))

@@ -28,7 +28,7 @@ from neuronimp.errors import UsageError
 from neuronimp.hooks import get_module, no_new_attrs
 from neuronimp.methods.deeplift_rules import adding_maxpool_rules
 from neuronimp.methods.lrp import LRP_METHODS, lrp_relevance
-from neuronimp.methods.path import unit_sum
+from neuronimp.methods.units import layer_layouts, reduce_units
 
 
 def _copy_input(_module: nn.Module, inputs: tuple[object, ...]) -> tuple[object, ...]:
@@ -51,8 +51,14 @@ def own_inputs(modules: list[nn.Module]) -> Iterator[None]:
             h.remove()
 
 
-def deeplift(model: nn.Module, layer: str, x: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """DeepLIFT rescale contributions of the layer's units, [B, U]; over units they sum to F(x) - F(x')."""
+def deeplift(model: nn.Module, layer: str, x: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor,
+             axis: str | None = None) -> torch.Tensor:
+    """DeepLIFT rescale contributions of the layer's units, [B, U]; over units they sum to F(x) - F(x').
+
+    axis: the layer's unit axis (None: its default, `units.py`). Modules after the layer with no DeepLIFT rule
+    (`rules.deeplift_gaps`) are crossed by their gradient: the engine warns about them.
+    """
+    axis = axis or layer_layouts(model, [layer], x[:1])[layer].axis
     from captum.attr import LayerDeepLift
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
@@ -63,16 +69,16 @@ def deeplift(model: nn.Module, layer: str, x: torch.Tensor, baseline: torch.Tens
         attr = LayerDeepLift(model, get_module(model, layer), multiply_by_inputs=True).attribute(
             x, baseline.expand_as(x), target=target
         )
-    return unit_sum(attr.detach())
+    return reduce_units(attr.detach(), axis)
 
 
 def lrp(model: nn.Module, layer: str, x: torch.Tensor, target: torch.Tensor, rule: str,
-        epsilon: float = 1e-6, gamma: float = 0.25) -> torch.Tensor:
+        epsilon: float = 1e-6, gamma: float = 0.25, axis: str | None = None) -> torch.Tensor:
     """LRP relevance of the layer's units (output side), [B, U]: `rule` lrp_epsilon / lrp_gamma / lrp_zplus,
     through zennit (`lrp.lrp_relevance`, composites epsilon / gamma / zplus on every Linear/Conv)."""
     if rule not in LRP_METHODS:
         raise UsageError(f"unknown LRP method {rule!r}; allowed: {', '.join(LRP_METHODS)}")
     # the stabiliser of the sum and average-pool rules follows a smaller epsilon, never above zennit's 1e-6
     r, _ = lrp_relevance(model, layer, x, target, LRP_METHODS[rule], epsilon=epsilon, gamma=gamma,
-                         stabilizer=min(epsilon, 1e-6))
+                         stabilizer=min(epsilon, 1e-6), axis=axis)
     return r

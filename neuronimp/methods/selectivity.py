@@ -2,11 +2,13 @@
 
 selectivity_u = (mu_max - mu_-max) / (mu_max + mu_-max), where mu_max is the largest class-conditional
 mean activation of unit u and mu_-max the mean of the class-conditional means over all other classes.
-Activations are averaged over spatial positions (a conv unit is a channel). The index is 0 where both
+Activations are averaged over each unit's positions (the pixels of a channel, the tokens of a feature, the features of
+a token: `methods/units.py`). The index is 0 where both
 means are 0 (a dead unit), and lies in [0, 1] for non-negative (post-ReLU) activations.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from neuronimp.hooks import capture, frozen
+from neuronimp.methods.units import UnitsChoice, layer_layouts, to_units
 
 
 @dataclass
@@ -26,21 +29,28 @@ class LayerStats:
 
 
 def layer_statistics(
-    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], layers: list[str], num_classes: int
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], layers: list[str], num_classes: int,
+    units: UnitsChoice = "auto",
 ) -> dict[str, LayerStats]:
-    """Mean activation (per position) and class-conditional unit means, from (x, y) batches."""
+    """Mean activation (per position) and class-conditional unit means [C, U] (units on each layer's axis, from
+    `units`: auto, channel, feature, token or layer -> axis), from (x, y) batches."""
     sums: dict[str, torch.Tensor] = {}
     csum: dict[str, torch.Tensor] = {}
     counts = torch.zeros(num_classes, dtype=torch.float64)
     n = 0
+    it = iter(batches)
+    first = next(it, None)
+    if first is None:
+        raise ValueError("no data for layer statistics")
+    axes = {l: lay.axis for l, lay in layer_layouts(model, layers, first[0][:1], units).items()}
     with frozen(model), capture(model, layers) as out, torch.no_grad():
-        for x, y in batches:
+        for x, y in itertools.chain([first], it):
             model(x)
             counts += torch.bincount(y.cpu(), minlength=num_classes).double()
             n += x.shape[0]
             for l in layers:
                 a = out[l].double()
-                unit = a.flatten(2).mean(2) if a.dim() > 2 else a  # [B, U]
+                unit = to_units(a, axes[l]).mean(2)  # [B, U]
                 sums[l] = sums.get(l, 0) + a.sum(0)
                 c = torch.zeros(num_classes, unit.shape[1], dtype=torch.float64, device=unit.device)
                 c.index_add_(0, y.to(unit.device), unit)

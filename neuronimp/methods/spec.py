@@ -11,6 +11,11 @@ engine checks it against the tolerance. `needs_stats` may be a function of the M
 under mean ablation).
 The four path methods have no function of their own: one sweep computes them together (methods/path.py),
 so they are registered with `path=True`.
+
+A method reduces the layer's output to units with `methods.units.reduce_units(t, call.axis)`: the engine resolves
+the layer's unit axis (channel, feature or token) once per (model, layer) and hands it over in `call.layout`.
+`input_grad=True` marks a method that interpolates or differentiates the model's input (refused, with one line, for
+integer token-id inputs); `gaps` names the module types after the layer that the method has no rule for.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from torch import nn
 from neuronimp.methods.grid import Grid
 from neuronimp.methods.params import MethodParams
 from neuronimp.methods.selectivity import LayerStats
+from neuronimp.methods.units import LayerLayout, layer_layouts
 from neuronimp.probe import Probe
 from neuronimp.registry import Registry
 
@@ -43,6 +49,23 @@ class MethodCall:
     stats: LayerStats | None     # dataset statistics of the layer, when the method needs them
     probes: dict[str, Probe] = field(default_factory=dict)
     shared: dict[str, torch.Tensor] = field(default_factory=dict)  # per batch, shared by every layer's call
+    layout: LayerLayout | None = None  # the layer's unit axis and count (found from the model when None)
+
+    @property
+    def axis(self) -> str:
+        """The layer's unit axis: channel | feature | token."""
+        return self._layout().axis
+
+    @property
+    def n_units(self) -> int:
+        """The layer's number of units on its axis."""
+        return self._layout().units
+
+    def _layout(self) -> LayerLayout:
+        """The layer's layout, from the engine or one cached capture pass."""
+        if self.layout is None:
+            self.layout = layer_layouts(self.model, [self.layer], self.x[:1])[self.layer]
+        return self.layout
 
     @property
     def probe(self) -> Probe:
@@ -72,6 +95,8 @@ class MethodSpec:
     path: bool = False              # computed by the one path sweep
     needs_stats: bool | Callable[[MethodParams], bool] = False  # reads dataset statistics of the layer
     delta: str | None = None        # None | "difference" | "output" | "game"
+    input_grad: bool = False        # interpolates or differentiates the model's input (path methods too)
+    gaps: Callable[[Any], list[str]] | None = None  # module types after the layer -> names without a rule
 
     def __call__(self, call: MethodCall) -> Any:
         if self.fn is None:
@@ -83,11 +108,13 @@ METHODS: Registry = Registry("method")
 
 
 def method(name: str, *, help: str, path: bool = False, needs_stats: bool | Callable[[MethodParams], bool] = False,
-           delta: str | None = None) -> Callable[[MethodFn | None], MethodFn | None]:
+           delta: str | None = None, input_grad: bool = False, gaps: Callable[[Any], list[str]] | None = None
+           ) -> Callable[[MethodFn | None], MethodFn | None]:
     """Decorator: register `fn` as method `name` (see the module docstring for the signature)."""
 
     def deco(fn: MethodFn | None) -> MethodFn | None:
-        METHODS.register(name, help=help)(MethodSpec(name, fn, help, path, needs_stats, delta))
+        spec_ = MethodSpec(name, fn, help, path, needs_stats, delta, input_grad or path, gaps)
+        METHODS.register(name, help=help)(spec_)
         return fn
 
     return deco

@@ -25,12 +25,15 @@ class ModelBundle:
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One addressable layer: module path, paper alias, output shape (no batch dim) and unit count."""
+    """One addressable layer: module path, paper alias, output shape (no batch dim), unit count and unit axis
+    (channel | feature | token, the default of `methods/units.py`; "" with a `problem` when it cannot be scored)."""
 
     name: str
     alias: str | None
     shape: tuple[int, ...]
     units: int
+    axis: str = ""
+    problem: str | None = None
 
 
 # A factory takes (weights, num_classes, **options) and returns a ModelBundle whose weights are loaded.

@@ -49,18 +49,6 @@ def resolve_layer(bundle: ModelBundle, layer: str) -> str:
     raise UsageError(msg + (f" (did you mean {hint!r}?)" if hint else ""))
 
 
-def units_of(shape: tuple[int, ...], text: bool = False) -> int:
-    """Units of a layer output of `shape` (no batch dim): channels for [C,H,W]/[C,L,1], features for [F].
-
-    2-D outputs are [C, L] (channels) for text models and [tokens, D] (features, last dim) otherwise.
-    """
-    if len(shape) == 0:
-        return 1
-    if len(shape) == 2 and not text:
-        return shape[-1]
-    return shape[0]
-
-
 def example_input(bundle: ModelBundle, batch: int = 1) -> torch.Tensor:
     """A zero input batch for `bundle.model`, on the model's device and in its float dtype."""
     param = next(iter(bundle.model.parameters()), None)
@@ -100,11 +88,18 @@ def layer_shapes(bundle: ModelBundle, paths: list[str]) -> tuple[dict[str, tuple
 
 
 def list_layers(bundle: ModelBundle) -> list[LayerInfo]:
-    """Interesting layers with alias, output shape and units, from one zero example run with forward hooks."""
+    """Interesting layers with alias, output shape, unit axis and units, from one zero example run with forward hooks.
+
+    The axis is the default one (`methods.units.unit_axis`): channel for conv maps (and conv1d maps [C, L]), feature
+    for [tokens, features] and dense outputs. A layer that returns a tuple or integers is listed with its problem;
+    layers the forward pass never reaches are left out.
+    """
+    from neuronimp.methods.units import describe_layers
+
     names = interesting_layers(bundle.model)
-    shapes, _ = layer_shapes(bundle, names)
+    with evaluating(bundle.model):
+        found = describe_layers(bundle.model, names, example_input(bundle))
     alias_of: dict[str, str] = {}
     for alias, path in bundle.layer_aliases.items():
         alias_of.setdefault(path, alias)
-    text = bundle.embed is not None
-    return [LayerInfo(n, alias_of.get(n), shapes[n], units_of(shapes[n], text)) for n in names if n in shapes]
+    return [LayerInfo(n, alias_of.get(n), *found[n]) for n in names if n in found]

@@ -47,11 +47,24 @@ def _canonical_blocks(model: nn.Module) -> nn.Module:
     return canonical_inception_v3(model)
 
 
-def timm_transform(model: nn.Module) -> Any:
-    """timm's own eval preprocessing for `model` (resize, center crop, normalise by its pretrained config)."""
+def input_shape_of(model: nn.Module) -> tuple[int, ...]:
+    """The input shape the model was built for: its patch embedding's image size when it has one (a ViT built with
+    option img_size runs at that size, while its pretrained config still says 224), else the pretrained config's."""
+    shape = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+    embed = getattr(model, "patch_embed", None)
+    size = getattr(embed, "img_size", None)
+    if size is not None:  # timm's PatchEmbed: img_size (H, W), its conv `proj` reads in_chans channels
+        chans = getattr(getattr(embed, "proj", None), "in_channels", shape[0])
+        shape = (int(chans), *(int(s) for s in size))
+    return shape
+
+
+def timm_transform(model: nn.Module, shape: tuple[int, ...] | None = None) -> Any:
+    """timm's own eval preprocessing for `model` (resize, center crop, normalise by its pretrained config), at the
+    input `shape` the model was built for."""
     import timm.data
 
-    config = timm.data.resolve_model_data_config(model)
+    config = timm.data.resolve_model_data_config(model, args={"input_size": shape} if shape else None)
     return timm.data.create_transform(**config, is_training=False)
 
 
@@ -68,10 +81,10 @@ def default_layer_of(model: nn.Module) -> str:
 def timm_model(name: str, weights: str = "none", num_classes: int | None = None, **options: Any) -> ModelBundle:
     """Any timm model by name (`timm/<name>`); options go to timm.create_model."""
     model = _canonical_blocks(_create(name, weights, num_classes, options))
-    shape = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+    shape = input_shape_of(model)
     return ModelBundle(model=model, name=f"{TIMM_PREFIX}{name}", num_classes=model.num_classes,
                        input_shape=shape, layer_aliases={}, default_layer=default_layer_of(model),
-                       transform=timm_transform(model))
+                       transform=timm_transform(model, shape))
 
 
 @MODELS.register("inception_v3_timm")

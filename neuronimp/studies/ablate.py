@@ -1,8 +1,10 @@
 """The `ablate` study (Study 1): ablate units in order of importance until the prediction flips.
 
 Dhamdhere et al. 2018, sec. 5; the search itself is `studies/flips.py`. Tables (shard files carry the tag):
-  ablate.csv          one row per (image, layer, method, draw, ablation); see results/README.md. Rows of an
-                      order from a method with a completeness delta carry it (`delta`, relative `rel_delta`).
+  ablate.csv          one row per (image, layer, method, draw, ablation), with the layer's units and unit_axis (an
+                      ablated feature is ablated in every token); see results/README.md. Rows of an
+                      order from a method with a completeness delta carry it (`delta`, relative `rel_delta`), and
+                      conductance orders the n_steps used per image (`steps`).
   ablate_logits.csv   the target logit at every k = 0..K (only with ablate.record_logits)
   ablate_summary.csv  per (layer, method, ablation): k_flip statistics (also .md, and printed); unsharded
                       runs only (a shard's summary would not survive a merge: `neuronimp report` makes it)
@@ -17,14 +19,15 @@ from pydantic import Field
 
 from neuronimp.errors import UsageError
 from neuronimp.hooks import frozen
-from neuronimp.methods import compute_scores, needs_stats, random_scores
+from neuronimp.methods import compute_scores, delta_warnings, needs_stats, random_scores
 from neuronimp.methods.ablation import ablation_value
+from neuronimp.methods.units import layer_layouts
 from neuronimp.probe import Probe
 from neuronimp.schema import Strict
 from neuronimp.studies.base import Outputs, Study, register_study
 from neuronimp.studies.flips import PAPER, ImageBatch, ablation_rows, summarize
 from neuronimp.studies.tabulate import markdown
-from neuronimp.studies.inputs import baseline_for, input_mean, statistics, targets
+from neuronimp.studies.inputs import baseline_for, input_mean, statistics, targets, unit_choice
 
 LOGIT_COLUMNS = ["image_id", "layer", "method", "ablation", "draw", "k", "target_logit"]
 
@@ -58,6 +61,7 @@ class Ablate(Study):
             raise UsageError("methods lists 'random' but ablate.random_draws = 0; set ablate.random_draws >= 1 "
                              "or drop 'random' from methods")
         _ = ctx.layers
+        _ = unit_choice(ctx)
 
     def prepare(self, ctx: Any, items: list[int]) -> dict[str, Any]:
         """Layer statistics (mean ablation, statistics-based orders), the input mean, a probe cache."""
@@ -68,23 +72,24 @@ class Ablate(Study):
 
     def rows(self, ctx: Any, state: dict[str, Any], chunk: list[int]) -> dict[str, list[dict]]:
         """Flip rows (and logit traces) of one batch of images."""
-        cfg, model, probes = ctx.cfg, ctx.bundle.model, state["probes"]
+        cfg, model, probes, choice = ctx.cfg, ctx.bundle.model, state["probes"], unit_choice(ctx)
         flips: list[dict] = []
         logits: list[dict] = []
         for ids, x, y in ctx.batches(state["ds"], chunk):
             t, pred = targets(ctx, x, y)
             base = baseline_for(ctx, x, state["mean"])
+            layouts = layer_layouts(model, ctx.layers, x[:1], choice)  # refuses a layer that cannot be scored
             for layer in ctx.layers:
                 if layer not in probes:
                     probes[layer] = Probe(model, layer, x[:1])
             with frozen(model), torch.no_grad():
                 acts = {layer: probes[layer].prefix(x) for layer in ctx.layers}  # once per image and layer
-            orders, deltas = order_scores(ctx, ids, x, base, t, {l: a.shape[1] for l, a in acts.items()}, state)
+            orders, deltas = order_scores(ctx, ids, x, base, t, {l: lay.units for l, lay in layouts.items()}, state)
             with frozen(model), torch.no_grad():
                 for layer in ctx.layers:
                     p = probes[layer]
                     values = ablation_values(cfg.ablate.ablation, p, acts[layer], base, state["stats"])
-                    batch = ImageBatch(ids.cpu(), y.cpu(), pred, t, x, acts[layer])
+                    batch = ImageBatch(ids.cpu(), y.cpu(), pred, t, x, acts[layer], layouts[layer].axis)
                     for row in ablation_rows(p, batch, layer, orders[layer], values, cfg.ablate):
                         trace = row.pop("target_logits")
                         d = deltas.get((layer, row["method"]), {}).get(row["image_id"], (None, None, None))
@@ -121,14 +126,13 @@ def order_scores(ctx: Any, ids: torch.Tensor, x: torch.Tensor, base: torch.Tenso
     if engine:
         with ctx.autocast():
             s = compute_scores(ctx.bundle.model, x, base, t, ctx.layers, engine, ctx.params, ids=ids.cpu(),
-                               stats=state["stats"], probes=state["probes"])
+                               stats=state["stats"], probes=state["probes"], units=unit_choice(ctx))
         for (layer, m), d in s.deltas.items():
             rel = s.relative_delta(layer, m)
             steps = s.steps.tolist() if s.steps is not None and m == "conductance" else [None] * len(ids)
             deltas[(layer, m)] = {int(i): (float(d[b]), float(rel[b]), steps[b]) for b, i in enumerate(ids)}
-            from neuronimp.methods import check_delta
-
-            ctx.warn_once(check_delta(s, ctx.params, layer, m))
+        for msg in delta_warnings(s, ctx.params):
+            ctx.warn_once(msg)
     for m in cfg.methods:
         for layer in ctx.layers:
             if m != "random":
@@ -141,7 +145,7 @@ def order_scores(ctx: Any, ids: torch.Tensor, x: torch.Tensor, base: torch.Tenso
 
 def ablation_values(kinds: list[str], probe: Probe, a: torch.Tensor, base: torch.Tensor, stats: dict
                     ) -> dict[str, torch.Tensor]:
-    """{kind: replacement activation [1 or B, U, *s]} for the configured ablations."""
+    """{kind: replacement activation [1 or B, *shape]} for the configured ablations."""
     out = {}
     for kind in kinds:
         mean = stats[probe.layer].mean if kind == "mean" else None

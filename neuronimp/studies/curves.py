@@ -7,7 +7,8 @@ of every curve is evaluated from it as one batch [L * m, U, *s], re-running only
 The later layers of an "all" site are edited by forward hooks (context managers) inside the suffix.
 
 Ablation replaces the first n_k units of an order by their ablation value (zero, or the unit's mean over the
-training inputs, per position) for n_k = round(k / (n_levels - 1) * U), k = 0 .. n_levels - 1. Noise adds
+training inputs, per position) for n_k = round(k / (n_levels - 1) * U), k = 0 .. n_levels - 1; a unit is replaced
+at all of its positions (a channel at every pixel, a feature in every token: `methods/units.py`). Noise adds
 sd_u * scale * eps to every unit u, eps ~ N(0, 1) and sd_u the unit's empirical standard deviation over
 training inputs and positions: the noise variance is scale^2 times the unit's variance. The same eps is used
 at every scale of a draw (common random numbers), so a curve varies only through the scale.
@@ -17,17 +18,18 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from neuronimp.hooks import capture, frozen, replace_output
+from neuronimp.hooks import frozen, replace_output
 from neuronimp.methods.ablation import apply_mask
+from neuronimp.methods.units import UnitsChoice, expand_mask, layer_layouts
 from neuronimp.probe import Probe
 
-Edit = Callable[[torch.Tensor], torch.Tensor]  # a layer's output [L*m, U, *s] -> the perturbed output
+Edit = Callable[[torch.Tensor], torch.Tensor]  # a layer's output [L*m, *shape] -> the perturbed output
 MAX_ELEMS = 1 << 23  # activation elements of one suffix batch (32 MiB in float32)
 
 
@@ -40,6 +42,16 @@ class Site:
     units: list[int]                 # units per layer
     shapes: list[tuple[int, ...]]    # output shape per layer, no batch dim
     probe: Probe
+    axes: list[str] = field(default_factory=list)  # unit axis per layer (channel | feature | token)
+
+    def axis(self, layer: str) -> str:
+        """The unit axis of one of the site's layers."""
+        return self.axes[self.layers.index(layer)] if self.axes else "channel"
+
+    @property
+    def unit_axis(self) -> str:
+        """The unit axes of the site's layers, as written in the tables ("channel", or "channel;feature")."""
+        return ";".join(dict.fromkeys(self.axes or ["channel"]))
 
     @property
     def total(self) -> int:
@@ -65,23 +77,21 @@ class Treatment:
     edits: Callable[[int, int], dict[str, Edit]]    # (inputs m per level, offset of the first) -> edits
 
 
-def layer_shapes(model: nn.Module, layers: list[str], example: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """Output shape (no batch dim) of each layer, in forward call order."""
-    with capture(model, layers) as out, frozen(model), torch.no_grad():
-        model(example)
-    return {name: tuple(out[name].shape[1:]) for name in out}  # dict order = first call order
+def make_sites(model: nn.Module, layers: list[str], scopes: list[str], example: torch.Tensor,
+               units: UnitsChoice = "auto") -> list[Site]:
+    """One site per layer ("layer" scope) and/or one site of all layers ("all"; skipped if it repeats one).
 
-
-def make_sites(model: nn.Module, layers: list[str], scopes: list[str], example: torch.Tensor) -> list[Site]:
-    """One site per layer ("layer" scope) and/or one site of all layers ("all"; skipped if it repeats one)."""
-    shapes = layer_shapes(model, layers, example)
-    order = [l for l in shapes if l in layers]
+    units: each layer's unit axis (auto | channel | feature | token, or layer -> axis; `methods/units.py`).
+    """
+    lay = layer_layouts(model, layers, example[:1], units)
+    order = sorted(layers, key=lambda l: lay[l].order)  # forward call order
+    shapes = {l: lay[l].shape for l in order}
     sites: list[Site] = []
     if "layer" in scopes:
-        sites += [Site(l, [l], [shapes[l][0]], [shapes[l]], Probe(model, l, example)) for l in order]
+        sites += [Site(l, [l], [lay[l].units], [shapes[l]], Probe(model, l, example), [lay[l].axis]) for l in order]
     if "all" in scopes and (len(order) > 1 or "layer" not in scopes):
-        sites.append(Site("all", order, [shapes[l][0] for l in order], [shapes[l] for l in order],
-                          Probe(model, order[0], example)))
+        sites.append(Site("all", order, [lay[l].units for l in order], [shapes[l] for l in order],
+                          Probe(model, order[0], example), [lay[l].axis for l in order]))
     return sites
 
 
@@ -95,22 +105,25 @@ def _view(v: torch.Tensor, dim: int) -> torch.Tensor:
     return v.view(*v.shape, *([1] * (dim - v.dim())))
 
 
-def mask_edit(mask: torch.Tensor, value: torch.Tensor, m: int) -> Edit:
-    """Ablate by mask [L, U] (1 = ablated) with value [1, U, *s], on a level-major batch [L*m, U, *s]."""
+def mask_edit(mask: torch.Tensor, value: torch.Tensor, m: int, axis: str = "channel") -> Edit:
+    """Ablate by mask [L, U] (1 = ablated; units on `axis`) with value [1, *shape], on a level-major batch
+    [L*m, *shape]."""
     rows = mask.repeat_interleave(m, dim=0)  # [L*m, U]: row l*m + i belongs to level l
-    return lambda a: apply_mask(a, rows.to(a), value.to(a))
+    return lambda a: apply_mask(a, rows.to(a), value.to(a), axis)
 
 
-def noise_edit(scales: torch.Tensor, sd: torch.Tensor, m: int, seed: int, offset: int = 0) -> Edit:
-    """Add scale_l * sd_u * eps_i to a level-major batch [L*m, U, *s]; eps_i [U, *s] is seeded per input
-    (seed, offset + i), so it does not depend on the chunking, and shared by the levels."""
+def noise_edit(scales: torch.Tensor, sd: torch.Tensor, m: int, seed: int, offset: int = 0,
+               axis: str = "channel") -> Edit:
+    """Add scale_l * sd_u * eps_i to a level-major batch [L*m, *shape] (sd [U] over the units of `axis`); eps_i
+    [*shape] is seeded per input (seed, offset + i), so it does not depend on the chunking, and shared by the
+    levels."""
     def edit(a: torch.Tensor) -> torch.Tensor:
         shape = a.shape[1:]
         eps = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(mix_seed(seed, offset + i)),
                                        dtype=torch.float64) for i in range(m)]).to(a)  # [m, U, *s]
         L = a.shape[0] // m  # noqa: N806
         s = _view(scales.to(a).repeat_interleave(m), a.dim())        # [L*m, 1, ...]
-        return a + s * _view(sd.to(a), a.dim() - 1).unsqueeze(0) * eps.repeat(L, *([1] * (a.dim() - 1)))
+        return a + s * expand_mask(sd.to(a).unsqueeze(0), a.shape, axis) * eps.repeat(L, *([1] * (a.dim() - 1)))
     return edit
 
 
@@ -132,7 +145,7 @@ def deletion_treatment(site: Site, order: str, draw: int, ablation: str, rank: t
     parts = site.per_layer(mask)
     levels = [{"n_ablated": c, "fraction_ablated": c / site.total, "noise_scale": None} for c in counts]
     return Treatment({"order": order, "draw": draw, "ablation": ablation}, levels,
-                     lambda m, _off: {l: mask_edit(parts[l], values[l], m) for l in site.layers})
+                     lambda m, _off: {l: mask_edit(parts[l], values[l], m, site.axis(l)) for l in site.layers})
 
 
 def noise_treatment(site: Site, scales: list[float], draw: int, sds: dict[str, torch.Tensor], seed: int) -> Treatment:
@@ -141,7 +154,7 @@ def noise_treatment(site: Site, scales: list[float], draw: int, sds: dict[str, t
     sc = torch.tensor(grid)
     levels = [{"n_ablated": None, "fraction_ablated": None, "noise_scale": s} for s in grid]
     return Treatment({"order": "noise", "draw": draw, "ablation": "gaussian"}, levels,
-                     lambda m, off: {l: noise_edit(sc, sds[l], m, mix_seed(seed, draw, i), off)
+                     lambda m, off: {l: noise_edit(sc, sds[l], m, mix_seed(seed, draw, i), off, site.axis(l))
                                      for i, l in enumerate(site.layers)})
 
 
@@ -151,14 +164,14 @@ def single_unit_treatment(site: Site, ablation: str, values: dict[str, torch.Ten
     parts = site.per_layer(mask)
     levels = [{"unit": u} for u in range(-1, site.total)]
     return Treatment({"order": "single", "draw": 0, "ablation": ablation}, levels,
-                     lambda m, _off: {l: mask_edit(parts[l], values[l], m) for l in site.layers})
+                     lambda m, _off: {l: mask_edit(parts[l], values[l], m, site.axis(l)) for l in site.layers})
 
 
 def level_correct(site: Site, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, edits: dict[str, Edit],
                   n_levels: int) -> torch.Tensor:
-    """Correct predictions per level [L] for one chunk: a [m, U, *s] cached at the cut, x [m, ...], y [m]."""
+    """Correct predictions per level [L] for one chunk: a [m, *shape] cached at the cut, x [m, ...], y [m]."""
     m = a.shape[0]
-    big = a.repeat(n_levels, *([1] * (a.dim() - 1)))  # [L*m, U, *s], level-major
+    big = a.repeat(n_levels, *([1] * (a.dim() - 1)))  # [L*m, *shape], level-major
     first = site.layers[0]
     if first in edits:
         big = edits[first](big)
@@ -179,7 +192,7 @@ def treatment_accuracy(site: Site, treatments: list[Treatment], x: torch.Tensor,
     with frozen(site.probe.model), torch.no_grad():
         for start in range(0, n, chunk):
             xc, yc = x[start : start + chunk], y[start : start + chunk]
-            a = site.probe.prefix(xc)  # the cache: [c, U, *s]
+            a = site.probe.prefix(xc)  # the cache: [c, *shape]
             for t, tr in enumerate(treatments):
                 L = len(tr.levels)  # noqa: N806
                 m = max(1, MAX_ELEMS // (L * site.item_elems))
@@ -197,4 +210,4 @@ def curve_rows(site: Site, treatments: list[Treatment], splits: dict[str, tuple[
         for tr, acc in zip(treatments, treatment_accuracy(site, treatments, x, y, chunk)):
             for level, value in zip(tr.levels, acc.tolist()):
                 yield {"layer": site.name, **tr.labels, **level, "split": split, "accuracy": value,
-                       "units": site.total}
+                       "units": site.total, "unit_axis": site.unit_axis}

@@ -36,15 +36,15 @@ from neuronimp.schema import Strict
 from neuronimp.studies.base import Outputs, Rebuild, Study, register_study
 from neuronimp.studies.delete_summary import AUC_GROUP, auc_table, by_corruption, gap_correlation
 from neuronimp.studies.deletion import NetworkData, delete_study
-from neuronimp.studies.inputs import STATS_LIMIT, baseline_for
+from neuronimp.studies.inputs import STATS_LIMIT, baseline_for, unit_choice
 from neuronimp.studies.selectivity_study import selectivity_correlation
 from neuronimp.training import checkpoint_state, evaluate, fit
 
 NET_KEYS = ["model", "corruption", "seed"]
 COLUMNS = {
     "curves": NET_KEYS + ["layer", "order", "draw", "ablation", "n_ablated", "fraction_ablated", "noise_scale",
-                          "split", "accuracy", "units"],
-    "units": NET_KEYS + ["layer", "unit", "selectivity", "preferred_class", "mean_activation", "ablation",
+                          "split", "accuracy", "units", "unit_axis"],
+    "units": NET_KEYS + ["layer", "unit", "unit_axis", "selectivity", "preferred_class", "mean_activation", "ablation",
                          "importance_train", "importance_test"],
     "networks": NET_KEYS + ["epochs", "reached_fit_target", "train_acc", "test_acc", "gap", "train_acc_clean",
                             "labels_changed", "train_items", "checkpoint"],
@@ -267,7 +267,8 @@ def study_network(ctx: Any, net: dict[str, Any]) -> dict[str, list[dict[str, Any
              "test_acc": final["test"], "gap": final["train"] - final["test"], "train_acc_clean": final["clean"],
              "labels_changed": changed, "train_items": len(train), "checkpoint": str(path)}],
             "curves": [], "units": []}
-    for row in delete_study(model, layers, data, d, ctx.params, cfg.attribution.target, net["seed"]):
+    units = unit_choice(ctx, bundle, layers)
+    for row in delete_study(model, layers, data, d, ctx.params, cfg.attribution.target, net["seed"], units=units):
         rows[row.pop("table")].append({**head, **row})
     return rows
 

@@ -16,12 +16,13 @@ import torch
 from torch import nn
 
 from neuronimp.methods.params import MethodParams
-from neuronimp.methods.targets import target_classes
 from neuronimp.methods.selectivity import LayerStats, layer_statistics, selectivity_index
+from neuronimp.methods.targets import target_classes
+from neuronimp.methods.units import UnitsChoice, layer_layouts
 from neuronimp.studies.curves import (Site, Treatment, curve_rows, deletion_treatment, make_sites, mix_seed,
                                       noise_treatment)
-from neuronimp.studies.selectivity_study import selectivity_rows, single_unit_accuracy, unit_moments
-from neuronimp.studies.unit_order import canonical_order, engine_scores, parse_order, random_rank, order_by_score
+from neuronimp.studies.selectivity_study import selectivity_rows, single_unit_accuracy, unit_mean, unit_moments
+from neuronimp.studies.unit_order import canonical_order, engine_scores, order_by_score, parse_order, random_rank
 
 Tensors = tuple[torch.Tensor, torch.Tensor]  # inputs [N, ...], labels [N]
 
@@ -48,13 +49,16 @@ def site_seed(seed: int, site: Site) -> int:
 
 
 def delete_study(model: nn.Module, layers: list[str], data: NetworkData, cfg: Any, params: MethodParams,
-                 target: str | int, seed: int, chunk: int = 512) -> Iterator[dict[str, Any]]:
-    """Rows of the deletion study of one network (in eval mode); `layers` are module paths."""
+                 target: str | int, seed: int, chunk: int = 512, units: UnitsChoice = "auto"
+                 ) -> Iterator[dict[str, Any]]:
+    """Rows of the deletion study of one network (in eval mode); `layers` are module paths; units: each layer's
+    unit axis (auto | channel | feature | token, or layer -> axis)."""
     example = data.stats_x[:1]
-    sites = make_sites(model, layers, cfg.scope, example)
-    moments = unit_moments(model, _chunks(data.stats_x), layers)  # layer -> (mean [U, *s], sd [U])
+    sites = make_sites(model, layers, cfg.scope, example, units)
+    axes = {l: lay.axis for l, lay in layer_layouts(model, layers, example, units).items()}
+    moments = unit_moments(model, _chunks(data.stats_x), layers, units)  # layer -> (mean [*shape], sd [U])
     cx, cy = data.classes
-    cls = layer_statistics(model, zip(_chunks(cx), _chunks(cy)), layers, data.num_classes)
+    cls = layer_statistics(model, zip(_chunks(cx), _chunks(cy)), layers, data.num_classes, units)
     values = {"zero": {l: torch.zeros_like(m).unsqueeze(0) for l, (m, _) in moments.items()},
               "mean": {l: m.unsqueeze(0) for l, (m, _) in moments.items()}}
     names = {parse_order(o)[0] for o in cfg.orders}
@@ -64,7 +68,7 @@ def delete_study(model: nn.Module, layers: list[str], data: NetworkData, cfg: An
         ablation = cfg.ablation[0]
         singles = {s.name: s for s in sites if s.name != "all"}
         if len(singles) < len(layers):
-            singles = {s.name: s for s in make_sites(model, layers, ["layer"], example)}
+            singles = {s.name: s for s in make_sites(model, layers, ["layer"], example, units)}
         scores["accuracy_drop"] = {}
         for layer, site in singles.items():
             single = single_unit_accuracy(site, ablation, values[ablation], data.splits, chunk)
@@ -72,8 +76,9 @@ def delete_study(model: nn.Module, layers: list[str], data: NetworkData, cfg: An
             scores["accuracy_drop"][layer] = acc0 - acc  # [U]
             if cfg.selectivity:
                 si = selectivity_index(cls[layer].class_means)  # [U] (eq. 1)
-                mean_act = moments[layer][0].flatten(1).mean(1) if moments[layer][0].dim() > 1 else moments[layer][0]
-                for row in selectivity_rows(layer, si, cls[layer].class_means, mean_act, single, ablation):
+                mean_act = unit_mean(moments[layer][0], axes[layer])  # [U]
+                for row in selectivity_rows(layer, si, cls[layer].class_means, mean_act, single, ablation,
+                                            axes[layer]):
                     yield {"table": "units", **row}
     if "selectivity" in names:
         scores["selectivity"] = {l: selectivity_index(cls[l].class_means) for l in layers}
@@ -83,7 +88,8 @@ def delete_study(model: nn.Module, layers: list[str], data: NetworkData, cfg: An
         target = target_classes(model, sx, target, sy)[0]
         stats = {l: LayerStats(moments[l][0], cls[l].class_means, cls[l].count) for l in layers}
         for name in engine:
-            scores[name] = engine_scores(model, layers, name, sx, data.score_baseline, target, params, stats)
+            scores[name] = engine_scores(model, layers, name, sx, data.score_baseline, target, params, stats,
+                                         units=units)
 
     for site in sites:
         treatments: list[Treatment] = []

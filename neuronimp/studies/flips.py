@@ -36,6 +36,7 @@ import torch
 from typing import TYPE_CHECKING
 
 from neuronimp.methods.ablation import single_unit_drop
+from neuronimp.methods.units import expand_mask, unit_count
 from neuronimp.probe import Probe
 
 if TYPE_CHECKING:
@@ -53,7 +54,13 @@ class ImageBatch:
     pred: torch.Tensor  # [B] the model's predicted labels
     target: torch.Tensor  # [B] the class whose logit is recorded (usually pred)
     x: torch.Tensor  # [B, ...] inputs (read only by hook-mode probes)
-    a: torch.Tensor  # [B, U, *s] the layer's activation, computed once
+    a: torch.Tensor  # [B, *shape] the layer's activation, computed once
+    axis: str = "channel"  # the layer's unit axis: channel | feature | token (methods/units.py)
+
+    @property
+    def units(self) -> int:
+        """Units of the layer on its axis."""
+        return unit_count(tuple(self.a.shape[1:]), self.axis)
 
 
 @dataclass
@@ -106,21 +113,22 @@ def spearman(s: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
 
 def forward_rows(probe: Probe, batch: ImageBatch, value: torch.Tensor, b: torch.Tensor,
                  mask: torch.Tensor) -> torch.Tensor:
-    """Logits [R, C] of R ablated activations: image b[r] with the units of mask[r] (R x U, bool) set to value.
+    """Logits [R, C] of R ablated activations: image b[r] with the units of mask[r] (R x U, bool) set to value,
+    each unit at all of its positions (a feature in every token).
 
-    value: [1 or B, U, *s]. Same result as methods.ablation.apply_mask for a 0/1 mask, in one pass.
+    value: [1 or B, *shape]. Same result as methods.ablation.apply_mask for a 0/1 mask, in one pass.
     """
-    a = batch.a[b]  # R x U x *s
+    a = batch.a[b]  # R x *shape
     per_image = value.shape[0] > 1 and value.stride(0) != 0  # an expanded batch-1 value stays broadcast
     v = value[b] if per_image else value[:1]
-    m = mask.view(*mask.shape, *([1] * (a.dim() - 2)))
+    m = expand_mask(mask, a.shape, batch.axis)
     xs = batch.x[b] if probe.mode == "hook" else None
     return probe.suffix(torch.where(m, v, a), xs)
 
 
 def full_ablation_labels(probe: Probe, batch: ImageBatch, value: torch.Tensor) -> list[int]:
     """Predicted label of each image with every unit ablated, [B]."""
-    B, U = batch.a.shape[:2]  # noqa: N806
+    B, U = batch.a.shape[0], batch.units  # noqa: N806
     b = torch.arange(B, device=batch.a.device)
     return forward_rows(probe, batch, value, b, torch.ones(B, U, dtype=torch.bool, device=b.device)).argmax(1).tolist()
 
@@ -129,7 +137,7 @@ def search_flips(probe: Probe, batch: ImageBatch, positions: torch.Tensor, value
                  jobs: list[_Job], max_k: int, max_rows: int, record: bool) -> None:
     """Run every job until its first flip or k = max_k (or to max_k when `record`); fills the jobs in place.
 
-    positions: [orders, B, U] rank positions; value: [1 or B, U, *s], the ablation value of these jobs.
+    positions: [orders, B, U] rank positions; value: [1 or B, *shape], the ablation value of these jobs.
     """
     dev = batch.a.device
     pending = list(jobs)
@@ -170,10 +178,10 @@ def ablation_rows(probe: Probe, batch: ImageBatch, layer: str, scores: dict[tupl
                   values: dict[str, torch.Tensor], cfg: AblateCfg) -> Iterator[dict]:
     """One row per (image, method, draw, ablation): k_flip, new label, never_flips, score/drop correlation.
 
-    scores: {(method, draw): [B, U]}; values: {ablation kind: [1 or B, U, *s]}.
+    scores: {(method, draw): [B, U]}; values: {ablation kind: [1 or B, *shape]}.
     """
     with torch.no_grad():
-        B, U = batch.a.shape[:2]  # noqa: N806
+        B, U = batch.a.shape[0], batch.units  # noqa: N806
         K = min(cfg.max_k, U)  # noqa: N806
         kinds, keys = list(values), list(scores)
         positions = torch.stack([rank_positions(rank_units(scores[key]).to(batch.a.device)) for key in keys])
@@ -183,7 +191,8 @@ def ablation_rows(probe: Probe, batch: ImageBatch, layer: str, scores: dict[tupl
             value = values[kind].to(batch.a)
             full.append(full_ablation_labels(probe, batch, value))
             if cfg.correlation:
-                drops = single_unit_drop(probe, batch.x, batch.target, value, a=batch.a, max_rows=cfg.max_rows)
+                drops = single_unit_drop(probe, batch.x, batch.target, value, a=batch.a, max_rows=cfg.max_rows,
+                                         axis=batch.axis)
                 for oi, key in enumerate(keys):
                     rho[(oi, ki)] = spearman(scores[key], drops).tolist()
             mine = [_Job(b, oi, ki, cfg.chunk) for b in range(B) for oi in range(len(keys))]
@@ -196,7 +205,8 @@ def ablation_rows(probe: Probe, batch: ImageBatch, layer: str, scores: dict[tupl
         yield {
             "image_id": int(batch.ids[j.b]), "true_label": int(batch.labels[j.b]), "predicted_label": pred,
             "target": int(batch.target[j.b]), "layer": layer, "method": method, "ablation": kinds[j.kind],
-            "draw": draw, "units": U, "max_k": K, "k_flip": j.k_flip, "flipped": j.k_flip is not None,
+            "draw": draw, "units": U, "unit_axis": batch.axis, "max_k": K, "k_flip": j.k_flip,
+            "flipped": j.k_flip is not None,
             "new_label": j.new_label, "never_flips": full[j.kind][j.b] == pred,
             "fully_ablated_label": full[j.kind][j.b], "target_logit": f0[j.b],
             "score_drop_spearman": rho[(j.order, j.kind)][j.b] if rho else None,

@@ -1,8 +1,9 @@
 """The `score` study: per-unit importance of every (input, layer, method), in long format.
 
-Columns of scores.csv: input_id, label, target, layer, unit, method, score, delta (the method's per-input
-completeness or conservation delta, blank for methods without one), steps (path methods: the n_steps used for
-the input, which `attribution.n_steps: auto` chooses per input; see results/README.md).
+Columns of scores.csv: input_id, label, target, layer, unit, unit_axis (channel | feature | token: what the unit
+is summed over), method, score, delta (the method's per-input completeness or conservation delta, blank for methods
+without one), steps (path methods: the n_steps used for the input, which `attribution.n_steps: auto` chooses per
+input; see results/README.md).
 """
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from neuronimp.methods import check_delta, compute_scores, needs_stats, spec
+from neuronimp.methods import compute_scores, delta_warnings, needs_stats, spec
 from neuronimp.studies.base import Outputs, Study, register_study
-from neuronimp.studies.inputs import baseline_for, input_mean, statistics, targets
+from neuronimp.studies.inputs import baseline_for, input_mean, statistics, targets, unit_choice
 
 
 @register_study
@@ -22,6 +23,10 @@ class Score(Study):
     name = "score"
     help = "Per-unit importance of every (input, layer, method): scores.csv in long format."
     tables = ("scores",)
+
+    def check(self, ctx: Any) -> None:
+        """Layer names and the `units:` entries resolve."""
+        _ = unit_choice(ctx)
 
     def prepare(self, ctx: Any, items: list[int]) -> dict[str, Any]:
         """Dataset statistics (when a method needs them), the input mean (mean baseline) and a probe cache."""
@@ -37,9 +42,10 @@ class Score(Study):
             base = baseline_for(ctx, x, state["mean"])
             with ctx.autocast():
                 s = compute_scores(ctx.bundle.model, x, base, t, ctx.layers, ctx.cfg.methods, ctx.params,
-                                   ids=ids.cpu(), stats=state["stats"], probes=state["probes"])
+                                   ids=ids.cpu(), stats=state["stats"], probes=state["probes"], units=unit_choice(ctx))
+            for msg in delta_warnings(s, ctx.params):
+                ctx.warn_once(msg)
             for (layer, method), sc in s.scores.items():
-                ctx.warn_once(check_delta(s, ctx.params, layer, method))
                 sc = sc.detach().double().cpu()
                 delta = s.delta(layer, method)
                 delta = delta.detach().double().cpu() if delta is not None else None
@@ -48,8 +54,9 @@ class Score(Study):
                     d = float(delta[b]) if delta is not None else None
                     for u in range(sc.shape[1]):
                         rows.append({"input_id": int(ids[b]), "label": int(y[b]), "target": int(t[b]),
-                                     "layer": layer, "unit": u, "method": method, "score": float(sc[b, u]),
-                                     "delta": d, "steps": steps[b] if steps is not None else None})
+                                     "layer": layer, "unit": u, "unit_axis": s.axis(layer), "method": method,
+                                     "score": float(sc[b, u]), "delta": d,
+                                     "steps": steps[b] if steps is not None else None})
         return {"scores": rows}
 
     def finish(self, ctx: Any, tables: dict[str, pd.DataFrame], shard: Any) -> Outputs:

@@ -20,16 +20,17 @@ from threadpoolctl import threadpool_limits
 from neuronimp.errors import UsageError, closest
 from neuronimp.hooks import capture
 from neuronimp.methods import compute_scores, delta_message, needs_stats
+from neuronimp.methods.units import layer_layouts, to_units
 from neuronimp.schema import Strict
 from neuronimp.studies.base import Outputs, Study, register_study
-from neuronimp.studies.inputs import baseline_for, input_mean, statistics, targets
+from neuronimp.studies.inputs import baseline_for, input_mean, statistics, targets, unit_choice
 from neuronimp.studies.select_summary import comparison_table, markdown, paired, summarize, table
 from neuronimp.studies.selection import class_split, select_rows
 from neuronimp.studies.tabulate import round_trip
 
 COLUMNS = ["task", "draw", "split", "classes", "class_ids", "layer", "method", "k", "control_draw", "accuracy",
            "fit_accuracy", "n_select", "n_eval", "merge", "aggregate", "use_abs", "features", "target", "units",
-           "max_rel_delta"]
+           "unit_axis", "max_rel_delta"]
 
 
 class SelectCfg(Strict):
@@ -102,6 +103,10 @@ class Select(Study):
     columns = {"select": COLUMNS}
     unit = "draw"
 
+    def check(self, ctx: Any) -> None:
+        """Layer names and the `units:` entries resolve."""
+        _ = unit_choice(ctx)
+
     def items(self, ctx: Any) -> list[int]:
         """The draws."""
         return list(range(ctx.cfg.select.draws))
@@ -141,7 +146,7 @@ def draw_rows(ctx: Any, state: dict[str, Any], draw: int) -> list[dict]:
     task_labels = labels[items]
     splits = [class_split(task_labels, sel.select_per_class, (cfg.seed, draw, 13, s)) for s in range(sel.splits)]
     scored = np.unique(np.concatenate([sp.select for sp in splits]))  # evaluation-only items need no scores
-    features = layer_features(ctx, ds, items)
+    features, axes = layer_features(ctx, ds, items)
     too_big = [(lay, f.shape[1]) for lay, f in features.items() if max(sel.ks) > f.shape[1]]
     if too_big:
         raise UsageError(f"select.ks: k = {max(sel.ks)} exceeds the {too_big[0][1]} units of layer "
@@ -158,6 +163,7 @@ def draw_rows(ctx: Any, state: dict[str, Any], draw: int) -> list[dict]:
         rows = [{**fixed, **r} for r in select_rows(scores, features, task_labels, classes, splits, sel,
                                                     seed=(cfg.seed, draw))]
     for r in rows:  # the largest relative completeness delta of conductance at the row's layer in this draw
+        r["unit_axis"] = axes[r["layer"]]
         w = worst.get(r["layer"]) if len(worst) else None
         r["max_rel_delta"] = float(w) if w is not None and w == w else None
     return rows
@@ -176,7 +182,9 @@ def score_items(ctx: Any, state: dict[str, Any], items: np.ndarray) -> pd.DataFr
             with ctx.autocast():
                 s = compute_scores(ctx.bundle.model, x, baseline_for(ctx, x, state["mean"]), t, ctx.layers,
                                    cfg.methods, ctx.params, ids=ids.cpu(), stats=state["stats"],
-                                   probes=state["probes"])
+                                   probes=state["probes"], units=unit_choice(ctx))
+            for note in s.notes:  # modules without a rule of a method (the delta warning is in `finish`)
+                ctx.warn_once(note)
             rel = {layer: s.relative_delta(layer, "conductance") for layer in ctx.layers}
             for (layer, method), sc in s.scores.items():
                 sc = sc.detach().double().cpu().numpy()
@@ -268,19 +276,23 @@ def score_arrays(df: pd.DataFrame, items: np.ndarray, units: dict[str, int]) -> 
     return out
 
 
-def layer_features(ctx: Any, ds: torch.utils.data.Dataset, items: np.ndarray) -> dict[str, np.ndarray]:
-    """layer -> [N, U, P] activations of `items`: P = 1 (spatial mean, 'pooled') or every position ('flat')."""
+def layer_features(ctx: Any, ds: torch.utils.data.Dataset, items: np.ndarray
+                   ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(layer -> [N, U, P] activations of `items`, layer -> unit axis): P = 1 (the mean over the unit's positions,
+    'pooled') or every position ('flat'); a feature's positions are its tokens, a channel's its pixels."""
     flat = ctx.cfg.select.features == "flat"
     chunks: dict[str, list[np.ndarray]] = {layer: [] for layer in ctx.layers}
     model = ctx.bundle.model
+    axes: dict[str, str] = {}
+    for _, x, _ in ctx.batches(ds, [int(i) for i in items[:1]]):
+        axes = {l: lay.axis for l, lay in layer_layouts(model, ctx.layers, x[:1], unit_choice(ctx)).items()}
     with capture(model, ctx.layers) as out, torch.no_grad(), ctx.autocast():
         for _, x, _ in ctx.batches(ds, [int(i) for i in items]):
             model(x)
             for layer in ctx.layers:
-                a = out[layer].detach().float().cpu()  # B x U x *spatial
-                a = a.flatten(2) if a.dim() > 2 else a.unsqueeze(2)  # B x U x P
+                a = to_units(out[layer].detach().float().cpu(), axes[layer])  # B x U x P
                 chunks[layer].append((a if flat else a.mean(2, keepdim=True)).numpy())
-    return {layer: np.concatenate(c) for layer, c in chunks.items()}
+    return {layer: np.concatenate(c) for layer, c in chunks.items()}, axes
 
 
 def summaries(ctx: Any, df: pd.DataFrame, shard: Any, worst: dict[str, float]) -> Outputs:

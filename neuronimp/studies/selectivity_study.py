@@ -7,6 +7,7 @@ layer near zero or negative.
 """
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -17,17 +18,24 @@ import torch
 from torch import nn
 
 from neuronimp.hooks import capture, frozen
-from neuronimp.studies.curves import Site, treatment_accuracy, single_unit_treatment
+from neuronimp.methods.units import UnitsChoice, layer_layouts, to_units
+from neuronimp.studies.curves import Site, single_unit_treatment, treatment_accuracy
 
 
-def unit_moments(model: nn.Module, batches: Iterable[torch.Tensor], layers: list[str]
+def unit_moments(model: nn.Module, batches: Iterable[torch.Tensor], layers: list[str], units: UnitsChoice = "auto"
                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per layer: mean activation per position [U, *s] and each unit's sd over inputs and positions [U]."""
+    """Per layer: mean activation per position [*shape] and each unit's sd over inputs and its positions [U]
+    (units on each layer's axis: `methods/units.py`)."""
     s1: dict[str, torch.Tensor] = {}
     s2: dict[str, torch.Tensor] = {}
     n = 0
+    it = iter(batches)
+    first = next(it, None)
+    if first is None:
+        raise ValueError("no inputs for the unit moments")
+    axes = {l: lay.axis for l, lay in layer_layouts(model, layers, first[:1], units).items()}
     with frozen(model), capture(model, layers) as out, torch.no_grad():
-        for x in batches:
+        for x in itertools.chain([first], it):
             model(x)
             n += x.shape[0]
             for layer in layers:
@@ -38,12 +46,17 @@ def unit_moments(model: nn.Module, batches: Iterable[torch.Tensor], layers: list
         raise ValueError("no inputs for the unit moments")
     res = {}
     for layer in layers:
-        mean = s1[layer] / n                                      # [U, *s]
-        flat_mean = mean.flatten(1).mean(1) if mean.dim() > 1 else mean
-        flat_sq = (s2[layer] / n).flatten(1).mean(1) if mean.dim() > 1 else s2[layer] / n
+        mean = s1[layer] / n                                      # [*shape]
+        flat_mean = unit_mean(mean, axes[layer])                  # [U]
+        flat_sq = unit_mean(s2[layer] / n, axes[layer])
         sd = (flat_sq - flat_mean**2).clamp(min=0).sqrt()         # [U]: E[a^2] - E[a]^2 over inputs, positions
         res[layer] = (mean.float(), sd.float())
     return res
+
+
+def unit_mean(t: torch.Tensor, axis: str) -> torch.Tensor:
+    """A per-position quantity [*shape] (no batch dim) averaged over each unit's positions, [U]."""
+    return to_units(t.unsqueeze(0), axis)[0].mean(1)
 
 
 def single_unit_accuracy(site: Site, ablation: str, values: dict[str, torch.Tensor],
@@ -59,11 +72,12 @@ def single_unit_accuracy(site: Site, ablation: str, values: dict[str, torch.Tens
 
 
 def selectivity_rows(layer: str, si: torch.Tensor, class_means: torch.Tensor, mean_act: torch.Tensor,
-                     single: dict[str, tuple[float, torch.Tensor]], ablation: str) -> Iterator[dict[str, Any]]:
-    """One row per unit: selectivity, preferred class, mean activation, accuracy drop per split."""
+                     single: dict[str, tuple[float, torch.Tensor]], ablation: str, axis: str = "channel"
+                     ) -> Iterator[dict[str, Any]]:
+    """One row per unit (on `axis`): selectivity, preferred class, mean activation, accuracy drop per split."""
     pref = class_means.argmax(0)
     for u in range(si.shape[0]):
-        row: dict[str, Any] = {"layer": layer, "unit": u, "selectivity": float(si[u]),
+        row: dict[str, Any] = {"layer": layer, "unit": u, "unit_axis": axis, "selectivity": float(si[u]),
                                "preferred_class": int(pref[u]), "mean_activation": float(mean_act[u]),
                                "ablation": ablation}
         for split, (acc0, acc) in single.items():

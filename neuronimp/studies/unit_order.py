@@ -9,6 +9,7 @@ from torch import nn
 
 from neuronimp.methods import MethodParams, compute_scores
 from neuronimp.methods.selectivity import LayerStats
+from neuronimp.methods.units import UnitsChoice
 from neuronimp.studies.curves import mix_seed
 
 
@@ -36,7 +37,7 @@ def random_rank(total: int, seed: int, draw: int, site_index: int) -> torch.Tens
 
 def engine_scores(model: nn.Module, layers: list[str], method: str, x: torch.Tensor, baseline: torch.Tensor,
                   target: torch.Tensor, params: MethodParams, stats: dict[str, LayerStats],
-                  batch: int = 64) -> dict[str, torch.Tensor]:
+                  batch: int = 64, units: UnitsChoice = "auto") -> dict[str, torch.Tensor]:
     """Mean over the inputs x [N, ...] of an engine method's per-unit score: layer -> [U] (float64, cpu).
 
     baseline: [N, ...] (one per input) or [1, ...] (shared)."""
@@ -47,7 +48,7 @@ def engine_scores(model: nn.Module, layers: list[str], method: str, x: torch.Ten
         sl = slice(s, s + batch)
         base = baseline if baseline.shape[0] == 1 else baseline[sl]  # one baseline for all, or one per input
         out = compute_scores(model, x[sl], base, target[sl], layers, [method], params,
-                             ids=torch.arange(s, min(n, s + batch)), stats=stats, probes=probes)
+                             ids=torch.arange(s, min(n, s + batch)), stats=stats, probes=probes, units=units)
         for layer in layers:
             part = out.scores[(layer, method)].detach().double().sum(0).cpu()  # [U]
             sums[layer] = sums[layer] + part if layer in sums else part

@@ -39,7 +39,7 @@ def test_readme_example_runs_on_digits() -> None:
     df = s.to_frame()                                        # input, layer, unit, method, score, delta
     t = ni.ablate(m, x, layer="relu2", methods=["conductance", "grad_x_act"])
     # ---
-    assert list(df.columns) == ["input", "layer", "unit", "method", "score", "delta"]
+    assert list(df.columns) == ["input", "layer", "unit", "unit_axis", "method", "score", "delta"]
     assert len(df) == 4 * (16 + 32) * 2
     with torch.no_grad():  # completeness: total conductance and DeepLIFT sum to F(x) - F(x') (+ the delta)
         logits = m.model(x)

@@ -53,7 +53,8 @@ def test_score_writes_long_format_with_metadata(tmp_path: Path) -> None:
     res = runner.invoke(app, ["score", "--config", str(cfg), "--set", "attribution.delta_tolerance=10"])
     assert res.exit_code == 0, res.output
     df = pd.read_csv(tmp_path / "out" / "scores.csv")
-    assert list(df.columns) == ["input_id", "label", "target", "layer", "unit", "method", "score", "delta", "steps"]
+    assert list(df.columns) == ["input_id", "label", "target", "layer", "unit", "unit_axis", "method", "score",
+                                "delta", "steps"]
     units = df.unit.nunique()
     assert len(df) == 6 * units * 3
     cond = df[df.method == "conductance"]

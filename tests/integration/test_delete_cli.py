@@ -26,7 +26,8 @@ def test_delete_cli_tables_figures_and_resume(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     curves = pd.read_csv(out / "delete_curves.csv")
     assert list(curves.columns) == ["model", "corruption", "seed", "layer", "order", "draw", "ablation",
-                                    "n_ablated", "fraction_ablated", "noise_scale", "split", "accuracy", "units"]
+                                    "n_ablated", "fraction_ablated", "noise_scale", "split", "accuracy", "units",
+                                    "unit_axis"]
     nets = pd.read_csv(out / "delete_networks.csv")
     assert len(nets) == 4 and set(nets.corruption) == {0.0, 1.0}
     assert nets["gap"].tolist() == pytest.approx((nets.train_acc - nets.test_acc).tolist())
