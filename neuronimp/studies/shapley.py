@@ -175,7 +175,8 @@ class Shapley(Study):
             out.figures["shapley_curves.png"] = curves_figure(curves, f"{ctx.cfg.name}: top-k units removed "
                                                               f"({ctx.cfg.shapley.ablation} ablation)")
         out.printed.append((f"units removed until the accuracy halves ({ctx.out / 'shapley_summary'})\n{PAPER}",
-                            summary.drop(columns=["half_accuracy", "k_half_min", "k_half_max"])))
+                            summary[["layer", "order", "units", "draws", "base_accuracy", "all_removed_accuracy",
+                                     "k_half", "note", "k_mid"]]))
         return out
 
 

@@ -16,7 +16,8 @@ MARGINAL_COLUMNS = ["layer", "permutation", "sample", "unit", "position", "margi
 VALUE_COLUMNS = ["layer", "unit", "shapley", "se", "n", "samples", "rank"]
 CURVE_COLUMNS = ["layer", "order", "draw", "k", "fraction_removed", "accuracy"]
 SUMMARY_COLUMNS = ["layer", "order", "units", "draws", "base_accuracy", "all_removed_accuracy", "half_accuracy",
-                   "k_half", "k_half_min", "k_half_max", "k_half_fraction", "halved_draws", "note"]
+                   "k_half", "k_half_min", "k_half_max", "k_half_fraction", "halved_draws", "note", "mid_accuracy",
+                   "k_mid", "k_mid_fraction", "mid_draws"]
 NOT_WITHIN = "not within the layer"
 from neuronimp.studies.papers import PAPER_SHAPLEY as PAPER  # noqa: E402,F401 (re-exported)
 
@@ -50,22 +51,27 @@ def k_half(curve: pd.DataFrame, half: float) -> float:
 def summary_table(curves: pd.DataFrame, units: dict[str, int]) -> pd.DataFrame:
     """Per (layer, order): how many of the top units it takes to halve the accuracy (k_half, the smallest k
     of the grid at or below half the base accuracy; for random orders the mean over draws, with min and max),
-    or `not within the layer` when removing every unit of the grid does not halve it."""
+    or `not within the layer` when removing every unit of the grid does not halve it; and k_mid, the same for
+    the midpoint between the base and the all-removed accuracy (for tasks whose chance level is above half
+    the base accuracy, e.g. two classes; blank when the grid stops before every unit is removed)."""
     rows = []
     for (layer, order), g in curves.groupby(["layer", "order"], sort=False):
         base = float(g.loc[g.k == 0, "accuracy"].mean())
-        half = base / 2
-        ks = [k_half(d, half) for _, d in g.groupby("draw")]
-        hit = [k for k in ks if not math.isnan(k)]
-        last = g.loc[g.k == g.k.max(), "accuracy"].mean()
+        last = float(g.loc[g.k == units[layer], "accuracy"].mean()) if g.k.max() == units[layer] else math.nan
+        draws = [d for _, d in g.groupby("draw")]
+        hit = [k for k in (k_half(d, base / 2) for d in draws) if not math.isnan(k)]
+        mid = [k for k in (k_half(d, (base + last) / 2) for d in draws) if not math.isnan(k)]
         mean_k = float(np.mean(hit)) if hit else math.nan
-        rows.append({"layer": layer, "order": order, "units": units[layer], "draws": len(ks),
-                     "base_accuracy": base, "all_removed_accuracy": float(last) if g.k.max() == units[layer]
-                     else math.nan, "half_accuracy": half, "k_half": mean_k,
-                     "k_half_min": min(hit) if hit else math.nan, "k_half_max": max(hit) if hit else math.nan,
-                     "k_half_fraction": mean_k / units[layer], "halved_draws": len(hit),
-                     "note": "" if len(hit) == len(ks) else NOT_WITHIN if not hit else
-                     f"{len(ks) - len(hit)} of {len(ks)} draws: {NOT_WITHIN}"})
+        mean_mid = float(np.mean(mid)) if mid else math.nan
+        rows.append({"layer": layer, "order": order, "units": units[layer], "draws": len(draws),
+                     "base_accuracy": base, "all_removed_accuracy": last, "half_accuracy": base / 2,
+                     "k_half": mean_k, "k_half_min": min(hit) if hit else math.nan,
+                     "k_half_max": max(hit) if hit else math.nan, "k_half_fraction": mean_k / units[layer],
+                     "halved_draws": len(hit),
+                     "note": "" if len(hit) == len(draws) else NOT_WITHIN if not hit else
+                     f"{len(draws) - len(hit)} of {len(draws)} draws: {NOT_WITHIN}",
+                     "mid_accuracy": (base + last) / 2, "k_mid": mean_mid, "k_mid_fraction": mean_mid / units[layer],
+                     "mid_draws": len(mid)})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 

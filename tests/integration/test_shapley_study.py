@@ -84,8 +84,10 @@ def test_values_are_monte_carlo_shapley_and_curves_hit_both_ends(tmp_path: Path,
     for _, row in summary.iterrows():  # k_half is the first k at or below half the base accuracy
         c = curves[(curves.order == row.order) & (curves.draw == 0)]
         hit = c[c.accuracy <= base / 2 + 1e-12].k
+        mid = c[c.accuracy <= (base + ablated) / 2 + 1e-12].k
         if row.order != "random":
             assert (pd.isna(row.k_half) and hit.empty) or row.k_half == hit.min()
+            assert row.k_mid == mid.min()  # the all-removed end point is always at or below the midpoint
 
 
 def test_bandit_and_config_checks(tmp_path: Path, one_thread: None) -> None:
