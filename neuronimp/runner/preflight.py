@@ -21,7 +21,7 @@ from torch import nn
 from neuronimp.errors import UsageError, shown
 from neuronimp.models import ModelBundle, create_model, resolve_layer
 from neuronimp.models.canonical import evaluating
-from neuronimp.models.layers import layer_shapes, units_of
+from neuronimp.models.layers import layer_shapes
 
 # class counts of the data sets that have a fixed one: `validate` checks an integer target without loading them
 KNOWN_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "mr": 2, "sst2": 2}
@@ -59,7 +59,7 @@ def check_layers(bundle: ModelBundle, names: list[str], where: str = "layers") -
             raise UsageError(f"{where}: layer {shown(name)} of model {bundle.name!r} is never reached by the "
                              "forward pass (in eval mode, e.g. an auxiliary head): its units cannot be scored")
         shape = shapes[path]
-        if units_of(shape, bundle.embed is not None) == 0 or math.prod(shape) == 0:
+        if not shape or math.prod(shape) == 0:  # a scalar per input, or a zero-size output
             raise UsageError(f"{where}: layer {shown(name)} of model {bundle.name!r} has no units (output shape "
                              f"{list(shape)}); choose a layer with units (neuronimp layers {bundle.name})")
     return paths

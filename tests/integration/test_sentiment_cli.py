@@ -114,3 +114,17 @@ def test_ablate_runs_on_the_filter_layer(trained: Path, tmp_path: Path) -> None:
     assert len(df) == 20 * 3 and set(df.method) == {"conductance", "random"}
     k = df[df.flipped].groupby("method").k_flip.mean()
     assert k["conductance"] < k["random"]              # conductance order flips the prediction sooner
+
+
+def test_filters_api_equals_cli(trained: Path, tmp_path: Path) -> None:
+    """`ni.run("filters", ...)` in memory returns every table `neuronimp filters` writes for the same config."""
+    import neuronimp as ni
+
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(app, ["filters", "--config", str(trained), "--set", f"runner.out={out}"])
+    assert res.exit_code == 0, res.output
+    got = ni.run("filters", trained, [f"runner.out={tmp_path / 'api'}"])
+    assert set(got) >= {"filter_conductance", "filter_signs", "filter_sign_shares", "negation_pairs"}
+    for name, df in got.items():
+        pd.testing.assert_frame_equal(df, pd.read_csv(out / f"{name}.csv"), check_dtype=False)
+    assert not (tmp_path / "api").exists()  # in memory: nothing written

@@ -128,3 +128,20 @@ def test_ablate_select_delete_take_shapley_by_name(one_thread: None) -> None:
                                            "stats_limit": 50, "eval_limit": 40, "selectivity": False,
                                            "figures": False}})["delete_curves"]
     assert "shapley:most" in set(curves.order)
+
+
+def test_api_equals_cli(tmp_path: Path, one_thread: None) -> None:
+    """`ni.run("shapley", ...)` in memory returns the tables `neuronimp shapley` writes for the same config."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from neuronimp.cli import app
+
+    tree = config(tmp_path / "cli")
+    path = tmp_path / "shapley.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    res = CliRunner().invoke(app, ["shapley", "--config", str(path)])
+    assert res.exit_code == 0, res.output
+    got = api.run("shapley", tree)
+    for name in ("shapley_values", "shapley_curves", "shapley_summary"):
+        pd.testing.assert_frame_equal(got[name], pd.read_csv(tmp_path / "cli" / f"{name}.csv"), check_dtype=False)
