@@ -8,8 +8,9 @@
 `ablate`, `select` and `delete` run the registered study through the same driver as the command line
 (`runner.driver.run_study`, in memory), so they return exactly the tables the CLI writes for the same
 settings. Layer aliases resolve (`mixed4d`); an unknown layer is a UsageError listing the layers. A plain
-`nn.Module` is used through a canonical copy (every ReLU its own non-in-place module): the caller's model is
-never changed.
+`nn.Module` is used through a canonical copy (every ReLU its own non-in-place module, one per call site: a
+block that calls one ReLU twice, like torchvision's ResNet blocks, is traced with torch.fx and given a copy
+per call): the caller's model is never changed.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from neuronimp.methods.baselines import make_baseline
 from neuronimp.methods.selectivity import layer_statistics
 from neuronimp.methods.targets import target_classes
 from neuronimp.models import ModelBundle, canonicalise, create_model, resolve_layer
-from neuronimp.models.canonical import check_call_sites
+from neuronimp.models.canonical import check_call_sites, split_call_sites
 
 __all__ = ["ablate", "create_model", "delete", "run", "score", "select", "wrap"]
 
@@ -42,6 +43,7 @@ def wrap(module: nn.Module, input_shape: tuple[int, ...], *, num_classes: int | 
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.get_default_dtype()
     device = param.device if param is not None else torch.device("cpu")
     example = torch.zeros((1, *input_shape), dtype=dtype, device=device)
+    model = split_call_sites(model, example).eval()
     check_call_sites(model, example, name)
     if num_classes is None:
         with torch.no_grad():

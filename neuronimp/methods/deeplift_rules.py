@@ -1,4 +1,5 @@
-"""DeepLIFT's max-pool rule with an unpool that adds, swapped into Captum for the duration of one call.
+"""DeepLIFT rules swapped into Captum for the duration of one call: a max-pool rule whose unpool adds, and the
+rescale rule for every element-wise activation Captum leaves out.
 
 DeepLIFT (Shrikumar et al. 2017) through a max-pool: a window's change goes to the input that attains its max.
 Captum's `deep_lift.maxpool` implements this but routes the contributions back with
@@ -6,6 +7,15 @@ Captum's `deep_lift.maxpool` implements this but routes the contributions back w
 when one input position is the max of two overlapping windows (3x3 stride 2 or stride 1 pools, as in
 GoogLeNet and Inception v3), so one window's share is dropped and summation-to-delta fails. The rules below
 are Captum's own `maxpool` with a scatter-add unpool; nothing else changes.
+
+Captum gives its rescale rule (`deep_lift.nonlinear`: m = (f(x) - f(x')) / (x - x'), the gradient where
+|x - x'| < eps; Shrikumar et al. 2017 sec. 3.5.1) only to ReLU, ELU, LeakyReLU, Sigmoid, Tanh, Softplus and
+Softmax, and crosses any other activation by its plain gradient, so on SiLU / Hardswish / GELU networks the
+contributions missed F(x) - F(x') by 11 % to 170 % (issue 13). The rescale rule holds for any element-wise
+function of one input, so `ELEMENTWISE_RULES` hands Captum's own `nonlinear` to the other element-wise
+activations of torch (SiLU, Hardswish, Hardsigmoid, GELU, Mish, ReLU6, Hardtanh, SELU, CELU, Softsign,
+LogSigmoid, Tanhshrink, Softshrink, Hardshrink). Products of two functions of the input (squeeze-excitation
+gates, attention) stay without a rule and are named by `rules.deeplift_gaps`.
 
 `SUPPORTED_NON_LINEAR` is Captum's module-level table (global state, like a hook): `adding_maxpool_rules`
 patches it only inside a `with` block and restores it in `finally`, so plain Captum calls elsewhere are
@@ -60,16 +70,45 @@ ADDING_RULES: dict[type[nn.Module], Callable[..., torch.Tensor]] = {
 }
 
 
+_ELEMENTWISE = (nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.GELU, nn.Mish, nn.ReLU6, nn.Hardtanh, nn.SELU, nn.CELU,
+                nn.Softsign, nn.LogSigmoid, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink)
+
+
+def _rescale(*args: object, **kwargs: object) -> torch.Tensor:
+    """Captum's rescale rule `deep_lift.nonlinear` (imported on use: Captum loads only when DeepLIFT runs)."""
+    from captum.attr._core import deep_lift
+
+    return deep_lift.nonlinear(*args, **kwargs)
+
+
+ELEMENTWISE_RULES: dict[type[nn.Module], Callable[..., torch.Tensor]] = {t: _rescale for t in _ELEMENTWISE}
+
+
 @contextmanager
 def adding_maxpool_rules() -> Iterator[None]:
     """While active, Captum's DeepLIFT uses the adding max-pool rules; the previous entries come back after."""
+    with _patched(ADDING_RULES):
+        yield
+
+
+@contextmanager
+def deeplift_rules() -> Iterator[None]:
+    """While active, Captum's DeepLIFT uses the adding max-pool rules and the rescale rule on every element-wise
+    activation (module doc); the previous entries come back after."""
+    with _patched({**ELEMENTWISE_RULES, **ADDING_RULES}):
+        yield
+
+
+@contextmanager
+def _patched(rules: dict[type[nn.Module], Callable[..., torch.Tensor]]) -> Iterator[None]:
+    """Captum's SUPPORTED_NON_LINEAR with `rules` added while active, restored in `finally`."""
     from captum.attr._core import deep_lift
 
     table = deep_lift.SUPPORTED_NON_LINEAR
     missing = object()
-    saved = {cls: table.get(cls, missing) for cls in ADDING_RULES}
+    saved = {cls: table.get(cls, missing) for cls in rules}
     try:
-        table.update(ADDING_RULES)
+        table.update(rules)
         yield
     finally:
         for cls, rule in saved.items():
@@ -77,3 +116,58 @@ def adding_maxpool_rules() -> Iterator[None]:
                 table.pop(cls, None)
             else:
                 table[cls] = rule
+
+
+def _half_means(t: torch.Tensor) -> torch.Tensor:
+    """[x; x'] (Captum runs inputs and baselines as one batch, inputs first) -> [(x + x')/2; (x + x')/2]."""
+    b = t.shape[0] // 2
+    m = (t[:b] + t[b:]) / 2
+    return torch.cat([m, m]).detach()
+
+
+@contextmanager
+def deeplift_gates(model: nn.Module) -> Iterator[list[str]]:
+    """While active, each squeeze-excitation block y = x * g(x) (class name matching `lrp_canonizers.GATES`) gets
+    DeepLIFT's rule for products: Delta y = g_bar Delta x + x_bar Delta g with g_bar = (g + g')/2 and
+    x_bar = (x + x')/2 (exact: the Shapley split of a two-factor product; Shrikumar et al. 2017, sec. 3.5.3,
+    treats gates this way). Done as forward hooks: the block's output keeps its value, its gradient to x
+    becomes g_bar and to g becomes x_bar; g is the output of the last module called inside the block (timm's
+    `gate`, torchvision's `scale_activation`). A block that does not compute x * g is refused. Yields the
+    class names of the blocks; hooks removed in `finally`. Only for Captum's DeepLIFT (batch = [inputs;
+    baselines]).
+    """
+    from neuronimp.errors import UsageError
+    from neuronimp.methods.lrp_canonizers import GATES
+
+    gates = [(n, m) for n, m in model.named_modules() if GATES.search(type(m).__name__)]
+    last: dict[int, torch.Tensor] = {}
+    handles = []
+
+    def inner(block: nn.Module) -> Callable[..., None]:
+        def hook(_m: nn.Module, _i: object, out: object) -> None:
+            if isinstance(out, torch.Tensor):
+                last[id(block)] = out
+        return hook
+
+    def outer(name: str) -> Callable[..., torch.Tensor]:
+        def hook(block: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+            x, g = inputs[0], last.pop(id(block), None)
+            if g is None or x.shape[0] % 2 or not torch.allclose(out, x * g, rtol=1e-5, atol=1e-6 * float(
+                    out.detach().abs().max().clamp(min=1e-30))):
+                raise UsageError(f"deeplift: module {name} ({type(block).__name__}) does not compute x * gate(x) "
+                                 "with the gate as its last submodule, so DeepLIFT has no rule for it; use "
+                                 "conductance or layer_ig on this network")
+            gb, xb = _half_means(g), _half_means(x)
+            return (x * g).detach() + (x * gb + xb * g) - (x * gb + xb * g).detach()
+        return hook
+
+    try:
+        for name, block in gates:
+            for sub in block.modules():
+                if sub is not block:
+                    handles.append(sub.register_forward_hook(inner(block)))
+            handles.append(block.register_forward_hook(outer(name)))
+        yield sorted({type(m).__name__ for _, m in gates})
+    finally:
+        for h in handles:
+            h.remove()

@@ -23,7 +23,8 @@ and reshapes. Denominators other than epsilon's are stabilised by `stabilizer` (
 
 Canonical form (lrp_canonizers.py): batch norms merged into their convs (pairs found by following tensors),
 torchvision ResNet blocks through zennit's ResNet canonizers, any other `a + b` of activations through the sum
-rule. Everything is undone afterwards: parameters, hooks, attributes, requires_grad and train/eval flags.
+rule, squeeze-excitation gates by the signal-take-all rule (Arras et al. 2017: R_x = R_y, the gate gets none).
+Everything is undone afterwards: parameters, hooks, attributes, requires_grad and train/eval flags.
 
 The conservation residual `delta = sum_u R_u - F(x)` is returned for each input: what the rules absorb
 (bias terms, epsilon, z+'s positive biases, relevance of units with a zero denominator), 0 up to the
@@ -48,6 +49,7 @@ from neuronimp.hooks import capture, frozen, no_new_attrs
 from neuronimp.methods.lrp_canonizers import (
     batch_norm_merge,
     conv_bn_pairs,
+    gates_pass,
     has_batch_norm,
     proportional_adds,
     torchvision_resnet_canonizers,
@@ -120,7 +122,7 @@ def lrp_layers(
         canon = torchvision_resnet_canonizers(model) + ([batch_norm_merge(pairs)] if pairs else [])
         comp = make_composite(composite, epsilon=epsilon, gamma=gamma, stabilizer=stabilizer, low=low, high=high,
                               canonizers=canon)
-        with comp.context(model), capture(model, layers) as acts, torch.enable_grad():
+        with comp.context(model), gates_pass(model), capture(model, layers) as acts, torch.enable_grad():
             with proportional_adds(stabilizer):
                 logits = model(x)
             if ref is not None:

@@ -19,9 +19,16 @@ R_b = b / (a + b) R_y (zennit's `Norm` rule on its `Sum` module) conserves it.
 - Any other addition of two activations (timm's `x += shortcut`, a residual MLP's `h + f(h)`) goes through
   `proportional_adds`, a TorchFunctionMode active during the LRP forward pass only, which replaces
   `a + b` (add, add_, +, +=, torch.add; no alpha, both operands depending on the input) by the same sum rule.
+- A squeeze-excitation block (torchvision `SqueezeExcitation`, timm `SqueezeExcite`, `SEModule`, `EffectiveSE`)
+  computes y = x * g(x), a product of two functions of the input that no LRP rule covers (plain autograd sends
+  g R_y to x and more through g: relevance is not conserved, 80 % off at an EfficientNet block). `gates_pass`
+  applies the signal-take-all rule for multiplicative gates (Arras et al. 2017, "Explaining recurrent neural
+  network predictions in sentiment analysis", sec. 3): the gate is a constant of the forward pass, R_x = R_y,
+  R_g = 0. It is a forward hook returning x + (y - x).detach(): the same value, gradient 1 to x, 0 to g.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +39,7 @@ from torch.overrides import TorchFunctionMode
 from zennit.canonizers import NamedMergeBatchNorm
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+GATES = re.compile(r"squeezeexcit|semodule|effectivese", re.I)  # class names of squeeze-excitation blocks
 _LINEAR = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -160,3 +168,24 @@ def proportional_adds(stabilizer: float = 1e-6) -> Iterator[None]:
     mode = _ProportionalAdds(stabilizer)
     with mode:
         yield
+
+
+def _signal_takes_all(_module: nn.Module, inputs: tuple[Any, ...], out: Any) -> Any:
+    """Forward hook of a gate y = x * g(x): the same value, with R_x = R_y and R_g = 0 under autograd."""
+    x = inputs[0] if inputs else None
+    if isinstance(x, torch.Tensor) and isinstance(out, torch.Tensor) and out.shape == x.shape:
+        return x + (out - x).detach()
+    return out
+
+
+@contextmanager
+def gates_pass(model: nn.Module) -> Iterator[list[str]]:
+    """While active, every squeeze-excitation block (class name matching `GATES`) passes relevance to its
+    signal only (module doc); yields their class names; hooks removed in `finally`."""
+    gates = [m for m in model.modules() if GATES.search(type(m).__name__)]
+    handles = [m.register_forward_hook(_signal_takes_all) for m in gates]
+    try:
+        yield sorted({type(m).__name__ for m in gates})
+    finally:
+        for h in handles:
+            h.remove()

@@ -3,7 +3,9 @@
 DeepLIFT is Captum's well-tested implementation, on the canonicalised model (every ReLU its own module,
 none in place: Captum's rules only see nn.Module non-linearities). DeepLIFT runs, for that call only, with
 Captum's max-pool rule swapped for one whose unpool adds (`deeplift_rules.py`: Captum's drops one of two
-contributions where pooling windows overlap).
+contributions where pooling windows overlap) and with the rescale rule on every element-wise activation
+(SiLU, Hardswish, GELU ...; Captum has it only for ReLU, ELU, LeakyReLU, Sigmoid, Tanh, Softplus, Softmax), and
+squeeze-excitation gates x * g(x) split by the product rule (`deeplift_rules.deeplift_gates`).
 
 Captum attaches its rule to the *input tensor* of each module it hooks, so for each call every such module reads
 its own copy of its input (`own_inputs`). Where a tensor has several readers (an Inception block's input feeds
@@ -26,7 +28,7 @@ from torch import nn
 
 from neuronimp.errors import UsageError
 from neuronimp.hooks import get_module, no_new_attrs
-from neuronimp.methods.deeplift_rules import adding_maxpool_rules
+from neuronimp.methods.deeplift_rules import deeplift_gates, deeplift_rules
 from neuronimp.methods.lrp import LRP_METHODS, lrp_relevance
 from neuronimp.methods.units import layer_layouts, reduce_units
 
@@ -62,13 +64,14 @@ def deeplift(model: nn.Module, layer: str, x: torch.Tensor, baseline: torch.Tens
     from captum.attr import LayerDeepLift
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
-    hooked = [m for m in model.modules() if type(m) in SUPPORTED_NON_LINEAR]  # the modules given a rule
     # Captum hooks tensors that must require grad: parameters keep theirs here (no .grad is written).
-    with no_new_attrs(model), own_inputs(hooked), adding_maxpool_rules(), warnings.catch_warnings():
+    with no_new_attrs(model), deeplift_rules(), deeplift_gates(model), warnings.catch_warnings():
+        hooked = [m for m in model.modules() if type(m) in SUPPORTED_NON_LINEAR]  # the modules given a rule
         warnings.simplefilter("ignore")
-        attr = LayerDeepLift(model, get_module(model, layer), multiply_by_inputs=True).attribute(
-            x, baseline.expand_as(x), target=target
-        )
+        with own_inputs(hooked):
+            attr = LayerDeepLift(model, get_module(model, layer), multiply_by_inputs=True).attribute(
+                x, baseline.expand_as(x), target=target
+            )
     return reduce_units(attr.detach(), axis)
 
 

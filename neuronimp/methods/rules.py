@@ -1,11 +1,12 @@
 """Modules that a propagation method has no rule for, named so that a run can say so.
 
 DeepLIFT (Captum) gives its rescale rule only to the module types in `deep_lift.SUPPORTED_NON_LINEAR` (ReLU, ELU,
-LeakyReLU, Sigmoid, Tanh, Softplus, Softmax, MaxPool1/2/3d; matched by exact type): any other non-linearity is
-crossed by its plain gradient, so the contributions no longer sum to F(x) - F(x') (on SiLU / Hardswish nets the
-sum misses by 11 % to 170 %). LRP (zennit) passes relevance unchanged through activations (`Pass`), splits it in
-proportion through sums and average pools, and merges batch norms into their convolutions; a layer norm, a
-softmax, an attention product or a squeeze-excitation gate is crossed by its gradient, which does not conserve
+LeakyReLU, Sigmoid, Tanh, Softplus, Softmax, MaxPool1/2/3d; matched by exact type), to which `deeplift_rules`
+adds every other element-wise activation of torch (SiLU, Hardswish, GELU ...), and squeeze-excitation gates get
+the product rule (`deeplift_gates`): any other non-linearity (a norm, attention, a timm activation class) is crossed by its plain gradient, so the contributions no longer
+sum to F(x) - F(x'). LRP (zennit) passes relevance unchanged through activations (`Pass`), splits it in
+proportion through sums and average pools, merges batch norms into their convolutions and gives squeeze-excitation
+gates the signal-take-all rule; a layer norm, a softmax or an attention product is crossed by its gradient, which does not conserve
 relevance. Both matter only for modules that run after the scored layer (`LayerLayout.downstream`).
 
 Known non-linear types are listed; other types are judged by their class name (timm's own `GELU`, `Attention`,
@@ -53,9 +54,14 @@ def deeplift_gaps(types: Iterable[type]) -> list[str]:
     """Class names among `types` that Captum's DeepLIFT crosses by the plain gradient (module doc)."""
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
+    from neuronimp.methods.deeplift_rules import ELEMENTWISE_RULES
+    from neuronimp.methods.lrp_canonizers import GATES
+
     out: list[str] = []
     for t in types:
-        if t in SUPPORTED_NON_LINEAR or (issubclass(t, _LINEAR) and not _PRODUCT.search(t.__name__)):
+        if GATES.search(t.__name__):
+            continue  # squeeze-excitation: DeepLIFT's product rule (deeplift_rules.deeplift_gates)
+        if t in SUPPORTED_NON_LINEAR or t in ELEMENTWISE_RULES or (issubclass(t, _LINEAR) and not _PRODUCT.search(t.__name__)):
             continue  # Captum matches its types exactly: a subclass of nn.ReLU has no rule
         if _nonlinear(t) and t.__name__ not in out:
             out.append(t.__name__)
@@ -66,10 +72,14 @@ def lrp_gaps(types: Iterable[type]) -> list[str]:
     """Class names among `types` that zennit crosses by the gradient where that does not conserve relevance."""
     from zennit.types import Activation
 
+    from neuronimp.methods.lrp_canonizers import GATES
+
     out: list[str] = []
     for t in types:
         if (issubclass(t, _LINEAR) and not _PRODUCT.search(t.__name__)) or issubclass(t, Activation):
             continue  # linear, or zennit's Pass rule (relevance unchanged)
+        if GATES.search(t.__name__):
+            continue  # squeeze-excitation: the signal-take-all rule (lrp_canonizers.gates_pass)
         if issubclass(t, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)):
             continue  # winner takes all: the gradient conserves
         if _nonlinear(t) and t.__name__ not in out:

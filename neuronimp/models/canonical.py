@@ -5,12 +5,15 @@ per-layer hooks record one output per module call. A functional `F.relu` is invi
 rules silently fall back to plain gradients); a module instance registered or called twice mixes two
 call sites into one hook; an in-place op rewrites the tensor a hook or a full backward hook recorded.
 Torch only shares a module when the model's code does so, so functional ReLUs are fixed by replacing
-blocks (see `inception.py`), and sharing is detected here and refused. Captum also hooks the *input
+blocks (see `inception.py`); a module *called* at several sites of its parent's forward (torchvision's ResNet
+blocks call `self.relu` twice) is split by `split_call_sites`, which traces that parent with torch.fx and
+gives each later call a copy of its own; what cannot be traced is refused. Captum also hooks the *input
 tensor* of each rule module, so a pool that reads a tensor other ops read too (an Inception block's input)
 rewrites their gradients as well: `shared_inputs` finds such call sites.
 """
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,3 +122,38 @@ def shared_inputs(model: nn.Module) -> list[str]:
             if isinstance(source, fx.Node) and len(source.users) > 1:
                 out.append(node.target)
     return out
+
+
+def split_call_sites(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """One module per call site: every activation/pool called k > 1 times is given k - 1 copies.
+
+    The parent whose forward calls it is traced with torch.fx; the 2nd, 3rd ... `call_module` node of that
+    module then calls `<name>_site2`, `<name>_site3` ... (deep copies, same parameters' values), and the parent is
+    replaced by the resulting GraphModule, which keeps every other submodule under its old name (checkpoints and
+    layer names are unchanged). A parent fx cannot trace is left as it is (`check_call_sites` then refuses it).
+    Returns the model (a new object only when the root itself had to be traced).
+    """
+    repeated = [k for k, v in call_counts(model, example).items() if v > 1]
+    parents = sorted({k.rpartition(".")[0] for k in repeated}, key=lambda p: -p.count("."))
+    for path in parents:
+        parent = model.get_submodule(path) if path else model
+        try:
+            gm = fx.symbolic_trace(parent)
+        except Exception:  # noqa: BLE001 - data-dependent control flow etc.: refused later, by name
+            continue
+        seen: dict[str, int] = defaultdict(int)
+        for node in gm.graph.nodes:
+            if node.op != "call_module" or not has_role(gm.get_submodule(node.target)):
+                continue
+            seen[node.target] += 1
+            if seen[node.target] > 1:
+                new = f"{node.target.replace('.', '_')}_site{seen[node.target]}"
+                gm.add_submodule(new, copy.deepcopy(gm.get_submodule(node.target)))
+                node.target = new
+        gm.recompile()
+        gm.train(parent.training)
+        if not path:
+            return gm
+        grand, _, leaf = path.rpartition(".")
+        setattr(model.get_submodule(grand) if grand else model, leaf, gm)
+    return model

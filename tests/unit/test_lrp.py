@@ -325,3 +325,56 @@ def test_unknown_composite_names_the_allowed_ones() -> None:
 
     with pytest.raises(UsageError, match="epsilon_plus"):
         lrp_relevance(toy_cnn(), "1", torch.rand(1, 2, 8, 8, dtype=torch.float64), torch.tensor([0]), "eps")
+
+
+class _SEBlock(nn.Module):
+    """conv -> relu -> squeeze-excitation (x * sigmoid(W2 relu(W1 mean x))) -> + shortcut; class name as timm's."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv, self.act = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.ReLU()
+        self.se = SqueezeExcite(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.se(self.act(self.conv(x))) + x
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.reduce, self.act, self.expand, self.gate = nn.Conv2d(c, 2, 1), nn.ReLU(), nn.Conv2d(2, c, 1), nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True)))))
+
+
+def _se_net() -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(), _SEBlock(8), _SEBlock(8),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4, bias=False)).double().eval()
+
+
+@pytest.mark.parametrize("composite", CONSERVING)
+def test_squeeze_excitation_gates_pass_relevance_to_the_signal(composite: str) -> None:
+    # Signal-take-all (Arras et al. 2017): R_x = R_y through y = x * g(x), the gate gets none, so a bias-free net
+    # with SE blocks conserves relevance at every cut, the layers inside the gate receive nothing, and the
+    # model's outputs are unchanged. Without the rule (gradient through the product) relevance is lost.
+    m = _se_net()
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    before = m(x)
+    assert _worst_relative_error(m, ["1", "2", "3"], x, composite) < 1e-6
+    t, f = _target(m, x)
+    inside = lrp_layers(m, ["2.se.expand"], x, t, composite, **TINY)["2.se.expand"][0]
+    assert float(inside.abs().max()) == 0.0
+    torch.testing.assert_close(m(x), before, rtol=0, atol=0)
+    assert not any(m._forward_hooks for m in m.modules())
+
+
+def test_without_the_gate_rule_relevance_is_not_conserved(monkeypatch) -> None:
+    from neuronimp.methods import lrp_canonizers
+
+    monkeypatch.setattr(lrp_mod, "gates_pass", lambda _m: contextlib.nullcontext([]))
+    m = _se_net()
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    assert _worst_relative_error(m, ["1"], x, "epsilon") > 1e-2
+    assert lrp_canonizers.GATES.search("SqueezeExcitation") and lrp_canonizers.GATES.search("SEModule")

@@ -370,6 +370,11 @@ class Twice(nn.Module):
     def forward(self, x):
         return self.fc2(self.act(self.act(self.fc1(x))))
 
+class Branchy(Twice):
+    def forward(self, x):
+        h = self.act(self.fc1(x))
+        return self.fc2(self.act(h) if h.sum() > -1e9 else h)  # data-dependent: torch.fx cannot trace it
+
 def bundle(num_classes=2):
     net = nn.Sequential(nn.Linear(5, num_classes))
     return ModelBundle(model=net, name="mine", num_classes=num_classes, input_shape=(5,), default_layer="0")
@@ -396,11 +401,22 @@ def test_user_model(user_module: str, tmp_path: Path) -> None:
     assert made.name == "mine" and made.model[0].out_features == 4
 
 
+def test_user_model_calling_one_relu_twice_gets_a_copy_per_call(user_module: str) -> None:
+    # Twice.forward calls self.act twice: the model is traced (torch.fx) and the second call gets `act_site2`.
+    bundle = create_model(f"{user_module}:Twice", input_shape=[6])
+    names = {info.name for info in list_layers(bundle)}
+    assert {"act", "act_site2"} <= names
+    x = torch.randn(3, 6)
+    with torch.no_grad():
+        want = bundle.model.fc2(torch.relu(bundle.model.fc1(x)))
+    torch.testing.assert_close(bundle.model(x), want)
+
+
 def test_user_model_errors(user_module: str) -> None:
     with pytest.raises(UsageError, match="input_shape"):
         create_model(f"{user_module}:make")
     with pytest.raises(UsageError, match=r"act \(2 calls\).*one module per call site"):
-        create_model(f"{user_module}:Twice", input_shape=[6])
+        create_model(f"{user_module}:Branchy", input_shape=[6])
     with pytest.raises(UsageError, match="cannot import 'no_such_pkg_xyz.models'"):
         create_model("no_such_pkg_xyz.models:make", input_shape=[1])
     with pytest.raises(UsageError, match="has no attribute 'nope'"):

@@ -132,3 +132,55 @@ def test_own_inputs_removes_its_hooks_even_when_the_body_raises() -> None:
         assert len(m.pool._forward_pre_hooks) == 1
         raise RuntimeError("inside")
     assert not m.pool._forward_pre_hooks and not m.relu._forward_pre_hooks
+
+
+class SqueezeExcite(nn.Module):
+    """y = x * sigmoid(w * x + c) per unit, the product of a squeeze-excitation block in its smallest form (the gate
+    of unit j reads unit j only, so each unit's contribution can be written by hand)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.w, self.c, self.gate = nn.Parameter(torch.randn(n)), nn.Parameter(torch.randn(n)), nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.w * x + self.c)
+
+
+def test_deeplift_product_rule_on_squeeze_excitation_gates() -> None:
+    # Scored at the first Linear's output z, followed by y = z * g(z) and a bias-free sum: DeepLIFT's product rule
+    # gives unit j  (g_j + g'_j)/2 (z_j - z'_j) + (z_j + z'_j)/2 (g_j - g'_j) = z_j g_j - z'_j g'_j, the exact
+    # change of y_j (Shrikumar et al. 2017, sec. 3.5.3), whatever the rules inside the gate, so the
+    # contributions sum to F(x) - F(x'). Plain gradients through the product do not.
+    torch.manual_seed(2)
+    head = nn.Linear(6, 1, bias=False)
+    nn.init.ones_(head.weight)
+    m = nn.Sequential(nn.Linear(4, 6), SqueezeExcite(6), head).double().eval()
+    x, b = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    t = torch.zeros(3, dtype=torch.long)
+    s = compute_scores(m, x, b, t, ["0"], ["deeplift"], AttributionCfg().params())
+    with torch.no_grad():
+        want = m[1](m[0](x)) - m[1](m[0](b))
+    assert not s.gaps
+    torch.testing.assert_close(s.scores[("0", "deeplift")], want, rtol=1e-9, atol=1e-12)
+    assert not any(mod._forward_hooks for mod in m.modules())  # the rule's hooks are gone
+    plain = DeepLift(m).attribute(x, b, target=t)  # Captum alone, at the input: misses F(x) - F(x')
+    assert float((plain.sum(1) - want.sum(1)).abs().max()) > 1e-3
+
+
+def test_a_gate_that_is_not_a_product_is_refused_in_one_line() -> None:
+    from neuronimp.errors import UsageError
+
+    class SEModule(nn.Module):  # a name of a gate, but y = x + g(x)
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = nn.Sigmoid()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.gate(x)
+
+    m = nn.Sequential(nn.Linear(4, 4), SEModule(), nn.Linear(4, 2)).double().eval()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    with pytest.raises(UsageError, match=r"module 1 \(SEModule\) does not compute x \* gate\(x\)") as err:
+        compute_scores(m, x, torch.zeros_like(x), torch.zeros(2, dtype=torch.long), ["0"], ["deeplift"],
+                       AttributionCfg().params())
+    assert "\n" not in str(err.value)

@@ -167,3 +167,44 @@ def test_deeplift_complete_at_mixed_5b_given_a_rule_for_overlapping_pools(models
     with adding_maxpool_rules():
         assert _relative_delta(ours, "Mixed_5b", x, base).max() < 1e-9  # measured 8e-15, 3e-13
         assert _relative_delta(ref, "Mixed_5b", x, base).min() > 1e-1  # measured 0.83, 8.8
+
+
+def test_torchvision_resnet_gets_one_relu_per_call_site() -> None:
+    # torchvision's BasicBlock calls self.relu twice: `split_call_sites` traces the block with torch.fx and gives
+    # the second call a copy, so wrap() accepts it; parameter names (checkpoints) and outputs are unchanged.
+    import neuronimp as ni
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    plain = resnet18(num_classes=10).eval()
+    b = ni.wrap(plain, (3, 32, 32))
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(b.model(x), plain(x), rtol=0, atol=0)
+    assert list(b.model.state_dict()) == list(plain.state_dict())
+    counts = call_counts(b.model, x)
+    assert counts["layer1.0.relu"] == 1 and counts["layer1.0.relu_site2"] == 1 and max(counts.values()) == 1
+    assert_canonical(b.model)
+    with pytest.warns(UserWarning):  # the biases of a random net absorb some relevance
+        s = ni.score(b, x, layers=["layer2"], methods=["deeplift", "lrp_epsilon"])
+    assert s.scores[("layer2", "deeplift")].shape == (2, 128)
+
+
+def test_a_shared_call_site_that_cannot_be_traced_is_refused_in_one_line() -> None:
+    import neuronimp as ni
+    from neuronimp.errors import UsageError
+
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.relu, self.out = nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.relu(self.fc(x))
+            if h.sum() > -1e9:  # data-dependent control flow: torch.fx cannot trace it
+                h = self.relu(h + 1)
+            return self.out(h)
+
+    with pytest.raises(UsageError, match=r"calls one activation/pool module at several call sites: relu \(2 calls\)"
+                       ) as err:
+        ni.wrap(Branchy(), (4,))
+    assert "\n" not in str(err.value)

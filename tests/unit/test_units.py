@@ -299,18 +299,52 @@ def test_token_id_inputs_refused_by_methods_that_interpolate_the_input(method: s
 
 def test_deeplift_names_the_modules_it_has_no_rule_for() -> None:
     torch.manual_seed(5)
-    m = nn.Sequential(nn.Linear(4, 8), nn.SiLU(), nn.Linear(8, 8), nn.Hardswish(), nn.Linear(8, 3)).double().eval()
+    m = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 8), nn.GroupNorm(2, 8), nn.Linear(8, 3)
+                      ).double().eval()
     x = torch.randn(5, 4, dtype=torch.float64)
     p = MethodParams(n_steps=8)
     s = compute_scores(m, x, torch.zeros_like(x), torch.zeros(5, dtype=torch.long), ["0", "2"],
                        ["deeplift", "conductance"], p)
-    assert s.gaps == {("0", "deeplift"): ["SiLU", "Hardswish"], ("2", "deeplift"): ["Hardswish"]}
+    assert s.gaps == {("0", "deeplift"): ["LayerNorm", "GroupNorm"], ("2", "deeplift"): ["GroupNorm"]}
     notes = [w for w in delta_warnings(s, p) if "no DeepLIFT rule" in w]
     assert notes == [s.notes[0], s.notes[1]] and all("\n" not in n for n in notes)
-    assert notes[0].startswith("deeplift at 0: no DeepLIFT rule for SiLU, Hardswish after this layer")
+    assert notes[0].startswith("deeplift at 0: no DeepLIFT rule for LayerNorm, GroupNorm after this layer")
     assert "use conductance or layer_ig" in notes[0]
     over = [w for w in delta_warnings(s, p) if w.startswith("deeplift at 0: completeness delta")]
-    assert over and "SiLU, Hardswish have no rule of this method" in over[0]  # summation-to-delta misses here
+    assert over and "LayerNorm, GroupNorm have no rule of this method" in over[0]  # summation-to-delta misses
+
+
+@pytest.mark.parametrize("act", [nn.SiLU, nn.Hardswish, nn.GELU, nn.Mish, nn.Hardsigmoid, nn.ReLU6])
+def test_deeplift_rescale_rule_on_every_elementwise_activation(act: type[nn.Module]) -> None:
+    # Linear -> act -> Linear, scored at the first Linear's output z: the rescale rule gives unit j the
+    # contribution W2[t, j] * (act(z_j) - act(z'_j)) (Shrikumar et al. 2017, eq. 3 with m = delta act / delta z),
+    # and they sum to F(x) - F(x') exactly. Captum alone crosses these activations by the gradient.
+    torch.manual_seed(6)
+    m = nn.Sequential(nn.Linear(4, 8), act(), nn.Linear(8, 3)).double().eval()
+    x, b = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64) * 0.3
+    t = torch.tensor([0, 1, 2, 0, 1])
+    s = compute_scores(m, x, b, t, ["0"], ["deeplift"], MethodParams(n_steps=8))
+    with torch.no_grad():
+        want = m[2].weight[t] * (m[1](m[0](x)) - m[1](m[0](b)))
+    assert not s.gaps and not s.notes
+    torch.testing.assert_close(s.scores[("0", "deeplift")], want, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(s.delta("0", "deeplift"), torch.zeros(5, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_deeplift_rules_are_gone_after_the_call() -> None:
+    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+
+    before = dict(SUPPORTED_NON_LINEAR)
+    m = nn.Sequential(nn.Linear(4, 8), nn.SiLU(), nn.Linear(8, 3)).double().eval()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    compute_scores(m, x, torch.zeros_like(x), torch.zeros(2, dtype=torch.long), ["0"], ["deeplift"], MethodParams())
+    assert dict(SUPPORTED_NON_LINEAR) == before and nn.SiLU not in SUPPORTED_NON_LINEAR
+
+
+def test_propagation_gaps_on_norms() -> None:
+    torch.manual_seed(5)
+    x = torch.randn(5, 4, dtype=torch.float64)
+    p = MethodParams(n_steps=8)
     relu = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).double().eval()
     r = compute_scores(relu, x, torch.zeros_like(x), torch.zeros(5, dtype=torch.long), ["0"], ["deeplift"], p)
     assert not r.gaps and not r.notes
