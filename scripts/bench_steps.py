@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from captum.attr import LayerConductance
 from torch import nn
 
-from bench_nets import digits_case, googlenet_case, trained_digits_cnn
+from bench_nets import FASHION_ROOT, digits_case, googlenet_case, trained_digits_cnn, trained_fashion_cnn
+from neuronimp.errors import UsageError
 from neuronimp.methods.grid import make_grid
 from neuronimp.methods.path import adaptive_sweep, path_sweep, sweep_probe
 
@@ -154,7 +156,14 @@ def main() -> None:
     p.add_argument("--tolerance", type=float, default=0.01)
     p.add_argument("--repeats", type=int, default=3, help="alternating timed runs of ours and Captum at n* (medians)")
     p.add_argument("--checkpoint", default=None, help="digits_cnn state dict (else trained here, ~10 s)")
-    p.add_argument("--cases", default="googlenet,digits")
+    p.add_argument("--fashion", type=int, default=256, help="Fashion-MNIST test images")
+    p.add_argument("--fashion-checkpoint", default=None,
+                   help="mnist_cnn state dict for Fashion-MNIST (e.g. `neuronimp train --config "
+                        "configs/fashion_cnn_train.yaml`'s); if the file is missing, the net is trained here "
+                        "(--fashion-epochs) and saved there")
+    p.add_argument("--fashion-epochs", type=int, default=1, help="epochs when the Fashion CNN is trained here")
+    p.add_argument("--fashion-root", default=FASHION_ROOT, help="folder of the Fashion-MNIST IDX files")
+    p.add_argument("--cases", default="googlenet,digits,fashion")
     p.add_argument("--rules", default="trapezoid,simpson", help="rules for neuronimp auto")
     p.add_argument("--threads", type=int, default=1, help="torch threads (times are CPU seconds of this process)")
     a = p.parse_args()
@@ -175,6 +184,19 @@ def main() -> None:
         print(f"\ndigits_cnn: {'loaded' if a.checkpoint else 'trained here in'} "
               f"{time.perf_counter() - t0:.0f}s, test accuracy {acc:.3f}")
         ratios["digits"] = case("(b) digits_cnn, trained", m, "relu2", x, b, t, a.tolerance, a.repeats, rules)
+    if "fashion" in a.cases:
+        t0 = time.perf_counter()
+        loaded = bool(a.fashion_checkpoint) and Path(a.fashion_checkpoint).exists()
+        try:
+            m, data = trained_fashion_cnn(a.fashion_checkpoint, a.fashion_root, a.fashion_epochs)
+        except UsageError as e:  # no Debian fashion-mnist package (or another --fashion-root): skip, don't crash
+            print(f"\n(c) Fashion-MNIST skipped: {e} (install Debian's fashion-mnist package or give --fashion-root)")
+        else:
+            x, b, t, acc = digits_case(m, data, a.fashion)
+            how = "loaded" if loaded else f"trained here ({a.fashion_epochs} epoch(s)) in"
+            print(f"\nmnist_cnn on Fashion-MNIST: {how} {time.perf_counter() - t0:.0f}s, test accuracy {acc:.3f}")
+            ratios["fashion"] = case("(c) mnist_cnn, trained on Fashion-MNIST", m, "relu2", x, b, t, a.tolerance,
+                                     a.repeats, rules)
     print("\nsummary, Captum time / neuronimp auto time to every delta <= tolerance: " + "; ".join(
         f"{k} " + ", ".join(f"{r} {v:.1f}x" for r, v in d.items()) for k, d in ratios.items()))
 
