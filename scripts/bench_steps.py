@@ -5,15 +5,27 @@ For each case:
   ours    adaptive_sweep (trapezoid and simpson rules), start 8, doubling per input (probe cut at the layer)
   ours@n  path_sweep at the largest n that auto used, for every input (what a fixed n_steps would need)
   C@50    Captum LayerConductance at its defaults (gausslegendre, n_steps 50)
-  C@n*    Captum at the n_steps it needs for every input's delta <= tolerance (n searched: doubling from 50,
-          then bisection to ~10 %; only the final run is timed)
-Times are CPU seconds of this process at --threads (default 1). Prints the max relative delta |sum_u cond_u - (F(x)-F(x'))| / |F(x)-F(x')| over inputs, the steps, the wall
-time, and the ratio time(C@n*) / time(ours) (target >= 3x at an equal or smaller delta).
+  C@n*    Captum at the n_steps it needs for every input's delta <= tolerance (n searched from 50: a first-order
+          guess, x1.25 until it passes, then bisection to ~10 %; only the final n is timed)
+Times are CPU seconds of this process at --threads (default 1). Prints the max relative delta
+|sum_u cond_u - (F(x)-F(x'))| / |F(x)-F(x')| over inputs, the steps, the CPU time, and the ratio time(C@n*) / time(ours) (target >= 3x at an equal or smaller delta).
 
 Cases: (a) random-init GoogLeNet re-drawn at unit scale (bench_nets.lively) at inception4d, random images
 and a small random baseline, the target the class whose logit moves most; (b) digits_cnn trained here (or
---checkpoint) at relu2, test digits, zero baseline, predicted class.
-    PYTHONPATH=. python scripts/bench_steps.py [--images 4] [--size 112] [--digits 256] [--repeats 2]
+--checkpoint) at relu2, test digits, zero baseline, predicted class; (c) the project's mnist_cnn on
+Fashion-MNIST (configs/fashion_cnn_train.yaml's net, read offline from Debian's IDX files in
+/usr/share/datasets/fashion-mnist) at relu2 (the layer of configs/fashion_ablate.yaml: 64 channels of 14x14),
+the first --fashion test images, zero (black) baseline, predicted class. The net is loaded from
+--fashion-checkpoint when that file exists, else trained here with neuronimp's `fit` for --fashion-epochs
+(default 1: ~60 s, test accuracy ~0.88; the config trains 3) and saved there. Without the data set (c) is
+skipped with a one-line message.
+    PYTHONPATH=. python scripts/bench_steps.py [--images 4] [--size 112] [--digits 256] [--fashion 256]
+        [--fashion-checkpoint results/checkpoints/fashion_cnn_1epoch.pt] [--cases googlenet,digits,fashion]
+
+Measured (2-core shared CPU, 1 thread; results/benchmarks/steps_cpu.txt):
+    PYTHONPATH=. python scripts/bench_steps.py --images 8 --size 112 --checkpoint results/checkpoints/digits_cnn.pt \\
+        --fashion-checkpoint results/checkpoints/fashion_cnn_1epoch.pt --threads 1
+RESULTS_PLACEHOLDER
 """
 from __future__ import annotations
 
