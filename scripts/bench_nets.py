@@ -1,4 +1,5 @@
-"""Networks shared by the step benchmarks: a 'lively' random GoogLeNet and a quickly trained digits CNN.
+"""Networks shared by the step benchmarks: a 'lively' random GoogLeNet, a quickly trained digits CNN and a
+briefly trained Fashion-MNIST CNN (mnist_cnn, read offline from Debian's IDX files).
 
 Imported by scripts/bench_steps.py, scripts/rule_convergence.py and scripts/bench_gpu.py (run them from the
 repository root, so scripts/ is on sys.path). Scripts import neuronimp, never the reverse.
@@ -10,8 +11,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from neuronimp.checkpoints import save_checkpoint
 from neuronimp.data import load_data
 from neuronimp.models import create_model
+from neuronimp.training import TrainCfg, fit
+
+FASHION_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian's fashion-mnist package (gzipped IDX)
 
 
 def lively(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -74,7 +79,8 @@ def trained_digits_cnn(checkpoint: str | None = None, epochs: int = 8, seed: int
 
 
 def digits_case(model: nn.Module, data: object, images: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """The first `images` test digits, a zero baseline, the predicted class, and the test accuracy."""
+    """The first `images` test images, a zero baseline, the predicted class, and the test accuracy (any
+    image data bundle: digits, Fashion-MNIST)."""
     test = data.test  # type: ignore[attr-defined]
     xs = torch.stack([test[i][0] for i in range(len(test))])
     ys = torch.tensor([int(test[i][1]) for i in range(len(test))])
@@ -83,3 +89,23 @@ def digits_case(model: nn.Module, data: object, images: int) -> tuple[torch.Tens
     acc = float((pred == ys).float().mean())
     x = xs[:images]
     return x, torch.zeros_like(x), pred[:images], acc
+
+
+def trained_fashion_cnn(checkpoint: str | None = None, root: str = FASHION_ROOT, epochs: int = 1,
+                        train_limit: int | None = None, seed: int = 0) -> tuple[nn.Module, object]:
+    """mnist_cnn (conv32-bn, conv64-bn, fc128; configs/fashion_cnn_train.yaml) with the weights of `checkpoint`
+    if that file exists, else trained here with the project's `fit` (Adam 1e-3, batch 128 like the config, but
+    `epochs` epochs, default 1, on the first `train_limit` training images: about a minute on 1 thread) and
+    saved to `checkpoint` if one is named; and the Fashion-MNIST bundle read offline from `root`.
+
+    Raises neuronimp's UsageError (one line) when `root` or its IDX files are missing.
+    """
+    data = load_data("fashion_mnist", root=root, train_limit=train_limit)
+    if checkpoint and Path(checkpoint).exists():  # e.g. what `neuronimp train --config configs/fashion_cnn_train.yaml` writes
+        return create_model("mnist_cnn", weights=checkpoint).model.eval(), data
+    torch.manual_seed(seed)
+    m = create_model("mnist_cnn", weights="none").model
+    fit(m, data.train, TrainCfg(epochs=epochs, batch_size=128, optimizer="adam", lr=1e-3), seed=seed, show=False)
+    if checkpoint:
+        save_checkpoint(checkpoint, m.state_dict())
+    return m.eval(), data
