@@ -15,7 +15,7 @@ RESULTS ?= results
 CKPT := $(RESULTS)/checkpoints
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data demo test test-fast bench reproduce-tables train-offline kimcnn clean
+.PHONY: help setup data demo test test-fast test-gpu bench reproduce-tables train-offline kimcnn clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ test: $(STAMP) data ## Run the test suite (CPU; GPU tests are skipped without a 
 
 test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/python -m pytest -q -m "not gpu" tests/unit
+
+test-gpu: $(STAMP) ## The GPU tests only: every study's CUDA path against its CPU run (needs a CUDA device)
+	$(BIN)/python -m pytest -q -m gpu tests
 
 bench: $(STAMP) ## Run every benchmark script; figures go to results/benchmarks.txt
 	bash scripts/bench_all.sh

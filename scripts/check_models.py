@@ -26,7 +26,9 @@ References (each computed here, on the same canonical model, never by the code i
   lrp_*                         zennit's composite of that name on a copy canonicalised here by hand: each batch
                                 norm folded into the conv or linear called just before it, every residual add
                                 written as zennit's Sum module (its Norm rule; in timm's blocks by wrapping, in
-                                blocks traced by torch.fx by rewriting the graph's add nodes), squeeze-excitation gates given the
+                                blocks traced by torch.fx by rewriting the graph's add nodes), layer norms with
+                                sigma held constant and attention as P v with P held constant, both as modules
+                                under zennit's Norm rule (Ali et al. 2022's LN- and AH-rules), squeeze-excitation gates given the
                                 signal-take-all rule (Arras et al. 2017); relevance = zennit's modified gradient
                                 at the layer's output, seeded with F(x) at the target logit
 The error is max |ours - reference| / max |reference| over inputs and units. A cell passes at 1e-6, or when the
@@ -192,6 +194,42 @@ def _vit_block_forward(self: nn.Module, x: torch.Tensor, attn_mask: object = Non
     return self.ref_sum2(torch.stack([x, self.drop_path2(self.ls2(self.mlp(self.norm2(x))))], dim=-1))
 
 
+class _RefLayerNorm(nn.Module):
+    """A LayerNorm with sigma held constant (Ali et al. 2022's LN-rule): zennit's Norm rule then gives the epsilon
+    rule through the affine map that is left."""
+
+    def __init__(self, ln: nn.LayerNorm) -> None:
+        super().__init__()
+        self.ln = ln
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(-len(self.ln.normalized_shape), 0))
+        sigma = (x.var(dims, unbiased=False, keepdim=True) + self.ln.eps).sqrt().detach()
+        z = (x - x.mean(dims, keepdim=True)) / sigma
+        return z * self.ln.weight + self.ln.bias
+
+
+class _RefAttentionProduct(nn.Module):
+    """o = P v with the attention weights P (set before each call) held constant: the AH-rule, by zennit's Norm."""
+
+    p: torch.Tensor
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return self.p @ v
+
+
+def _ref_attention_forward(self: nn.Module, x: torch.Tensor, attn_mask: object = None, is_causal: bool = False
+                           ) -> torch.Tensor:
+    """timm's Attention.forward (no mask, no gate) with softmax(q k^T / sqrt(d)) detached and P v a module."""
+    B, N, _ = x.shape  # noqa: N806
+    qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    q, k = self.q_norm(q), self.k_norm(k)
+    self.ref_pv.p = ((q * self.scale) @ k.transpose(-2, -1)).softmax(-1).detach()
+    o = self.ref_pv(v).transpose(1, 2).reshape(B, N, -1)
+    return self.proj(self.norm(o))
+
+
 def _gate_forward(orig: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """y = x * g(x) -> same value, relevance R_x = R_y (signal takes all, Arras et al. 2017)."""
     return lambda x: x + (orig(x) - x).detach()
@@ -248,20 +286,21 @@ def _fold_batch_norms(m: nn.Module, x1: torch.Tensor) -> None:
 
 def _composite(name: str, x: torch.Tensor, canonizers: list[object]) -> object:
     from zennit import composites as zc
-    from zennit.rules import Epsilon, Gamma, ZPlus
+    from zennit.rules import Epsilon, Gamma, Norm, ZPlus
     from zennit.types import Linear
 
+    extra = [(_RefLayerNorm, Norm(stabilizer=EPS)), (_RefAttentionProduct, Norm(stabilizer=EPS))]
     if name in ("epsilon", "gamma", "zplus"):
         rule = {"epsilon": Epsilon(epsilon=EPS), "gamma": Gamma(gamma=GAMMA, stabilizer=EPS),
                 "zplus": ZPlus(stabilizer=EPS)}[name]
-        return zc.LayerMapComposite(zc.layer_map_base(EPS) + [(Linear, rule)], canonizers=canonizers)
+        return zc.LayerMapComposite(extra + zc.layer_map_base(EPS) + [(Linear, rule)], canonizers=canonizers)
     if name == "epsilon_plus":
-        return zc.EpsilonPlus(epsilon=EPS, stabilizer=EPS, canonizers=canonizers)
+        return zc.EpsilonPlus(epsilon=EPS, stabilizer=EPS, layer_map=extra, canonizers=canonizers)
     if name == "epsilon_alpha2_beta1":
-        return zc.EpsilonAlpha2Beta1(epsilon=EPS, stabilizer=EPS, canonizers=canonizers)
+        return zc.EpsilonAlpha2Beta1(epsilon=EPS, stabilizer=EPS, layer_map=extra, canonizers=canonizers)
     dims = tuple(range(1, x.dim()))
     return zc.EpsilonGammaBox(low=x.amin(dim=dims, keepdim=True), high=x.amax(dim=dims, keepdim=True),
-                              epsilon=EPS, gamma=GAMMA, stabilizer=EPS, canonizers=canonizers)
+                              epsilon=EPS, gamma=GAMMA, stabilizer=EPS, layer_map=extra, canonizers=canonizers)
 
 
 def _lrp(model: nn.Module, layer: str, x: torch.Tensor, t: torch.Tensor, composite: str) -> torch.Tensor:
@@ -279,9 +318,16 @@ def _lrp(model: nn.Module, layer: str, x: torch.Tensor, t: torch.Tensor, composi
             if isinstance(child, (InvertedResidual, DepthwiseSeparableConv)) and child.has_skip:
                 child.has_skip = False
                 setattr(parent, cname, _SkipSum(child))
+    for parent in list(m.modules()):
+        for cname, child in list(parent.named_children()):
+            if isinstance(child, nn.LayerNorm):
+                setattr(parent, cname, _RefLayerNorm(child))
     for mod in m.modules():
         if isinstance(mod, torch.fx.GraphModule):  # a block neuronimp traced to split its call sites
             _sum_modules(mod)
+        if type(mod).__name__ == "Attention" and hasattr(mod, "qkv"):
+            mod.ref_pv = _RefAttentionProduct()
+            mod.forward = types.MethodType(_ref_attention_forward, mod)
         if isinstance(mod, Block):
             mod.ref_sum1, mod.ref_sum2 = Sum(), Sum()
             mod.forward = types.MethodType(_vit_block_forward, mod)

@@ -23,7 +23,8 @@ and reshapes. Denominators other than epsilon's are stabilised by `stabilizer` (
 
 Canonical form (lrp_canonizers.py): batch norms merged into their convs (pairs found by following tensors),
 torchvision ResNet blocks through zennit's ResNet canonizers, any other `a + b` of activations through the sum
-rule, squeeze-excitation gates by the signal-take-all rule (Arras et al. 2017: R_x = R_y, the gate gets none).
+rule, squeeze-excitation gates by the signal-take-all rule (Arras et al. 2017: R_x = R_y, the gate gets none), layer
+norms and scaled-dot-product attention by the LN- and AH-rules of Ali et al. 2022 (lrp_transformer.py).
 Everything is undone afterwards: parameters, hooks, attributes, requires_grad and train/eval flags.
 
 The conservation residual `delta = sum_u R_u - F(x)` is returned for each input: what the rules absorb
@@ -54,6 +55,7 @@ from neuronimp.methods.lrp_canonizers import (
     proportional_adds,
     torchvision_resnet_canonizers,
 )
+from neuronimp.methods.lrp_transformer import transformer_rules
 from neuronimp.methods.units import layer_layouts, reduce_units
 
 LRP_COMPOSITES = ("epsilon", "gamma", "zplus", "epsilon_plus", "epsilon_gamma_box", "epsilon_alpha2_beta1")
@@ -122,7 +124,8 @@ def lrp_layers(
         canon = torchvision_resnet_canonizers(model) + ([batch_norm_merge(pairs)] if pairs else [])
         comp = make_composite(composite, epsilon=epsilon, gamma=gamma, stabilizer=stabilizer, low=low, high=high,
                               canonizers=canon)
-        with comp.context(model), gates_pass(model), capture(model, layers) as acts, torch.enable_grad():
+        with comp.context(model), gates_pass(model), transformer_rules(model, stabilizer), \
+                capture(model, layers) as acts, torch.enable_grad():
             with proportional_adds(stabilizer):
                 logits = model(x)
             if ref is not None:

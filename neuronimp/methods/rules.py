@@ -6,7 +6,8 @@ adds every other element-wise activation of torch (SiLU, Hardswish, GELU ...), a
 the product rule (`deeplift_gates`): any other non-linearity (a norm, attention, a timm activation class) is crossed by its plain gradient, so the contributions no longer
 sum to F(x) - F(x'). LRP (zennit) passes relevance unchanged through activations (`Pass`), splits it in
 proportion through sums and average pools, merges batch norms into their convolutions and gives squeeze-excitation
-gates the signal-take-all rule; a layer norm, a softmax or an attention product is crossed by its gradient, which does not conserve
+gates the signal-take-all rule, layer norms and timm's (scaled-dot-product) attention the conservative rules of Ali
+et al. 2022; other norms, a softmax or another attention product is crossed by its gradient, which does not conserve
 relevance. Both matter only for modules that run after the scored layer (`LayerLayout.downstream`).
 
 Known non-linear types are listed; other types are judged by their class name (timm's own `GELU`, `Attention`,
@@ -80,6 +81,8 @@ def lrp_gaps(types: Iterable[type]) -> list[str]:
             continue  # linear, or zennit's Pass rule (relevance unchanged)
         if GATES.search(t.__name__):
             continue  # squeeze-excitation: the signal-take-all rule (lrp_canonizers.gates_pass)
+        if issubclass(t, nn.LayerNorm) or "fused_attn" in getattr(t, "__annotations__", {}):
+            continue  # the LN- and AH-rules (lrp_transformer.py; timm's Attention run through SDPA)
         if issubclass(t, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)):
             continue  # winner takes all: the gradient conserves
         if _nonlinear(t) and t.__name__ not in out:
