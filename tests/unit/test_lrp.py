@@ -378,3 +378,78 @@ def test_without_the_gate_rule_relevance_is_not_conserved(monkeypatch) -> None:
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     assert _worst_relative_error(m, ["1"], x, "epsilon") > 1e-2
     assert lrp_canonizers.GATES.search("SqueezeExcitation") and lrp_canonizers.GATES.search("SEModule")
+
+
+# ------------------------------------------------------------------ transformers (Ali et al. 2022)
+
+@pytest.fixture(scope="module")
+def vit() -> nn.Module:
+    """A 3-block timm ViT at 32 px, bias-free (linear biases, layer-norm shifts), float64."""
+    m = create_model("timm/vit_tiny_patch16_224", img_size=32, depth=3, num_classes=10).model
+    m = bias_free(m)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.LayerNorm) and mod.bias is not None:
+                mod.bias.zero_()
+    return m
+
+
+@pytest.mark.parametrize("composite", CONSERVING)
+def test_conserved_at_every_block_of_a_bias_free_vit(vit: nn.Module, composite: str) -> None:
+    # LN-rule (sigma held constant) and AH-rule (attention weights held constant) make every block locally linear;
+    # with the sum rule on the residual adds relevance is conserved at each block's output. Measured worst
+    # relative error 1e-8 (epsilon, z+); crossed by the gradient (before) it was off by up to 3e6 x F(x).
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert _worst_relative_error(vit, ["blocks.0", "blocks.1", "blocks.2", "norm"], x, composite) < 1e-6
+
+
+def test_without_the_transformer_rules_relevance_is_not_conserved(vit: nn.Module, monkeypatch) -> None:
+    monkeypatch.setattr(lrp_mod, "transformer_rules", lambda _m, _eps: contextlib.nullcontext())
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert _worst_relative_error(vit, ["blocks.0"], x, "epsilon") > 1e-2
+
+
+def test_transformer_rules_leave_the_model_as_it_was(vit: nn.Module) -> None:
+    attn = vit.blocks[0].attn
+    attn.fused_attn = False  # the explicit-softmax path is switched to SDPA for the pass, then back
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    before = vit(x)
+    t, _ = _target(vit, x)
+    lrp_layers(vit, ["blocks.1"], x, t, "epsilon", **TINY)
+    assert attn.fused_attn is False and not any(m._forward_hooks for m in vit.modules())
+    torch.testing.assert_close(vit(x), before, rtol=0, atol=0)
+    attn.fused_attn = True
+
+
+def test_layer_norm_rule_by_hand() -> None:
+    # One LayerNorm y = w (x - mean x) / sigma + b between two linear maps: with sigma constant, y = J x + b with
+    # J = diag(w / sigma) (I - 1 1^T / n), and the epsilon rule gives R_x = x * J^T (R_y / y) (Bach et al. eq. 58).
+    torch.manual_seed(7)
+    m = nn.Sequential(nn.Linear(5, 6, bias=False), nn.LayerNorm(6), nn.Linear(6, 3, bias=False)).double().eval()
+    x = torch.randn(2, 5, dtype=torch.float64)
+    t = torch.tensor([0, 2])
+    r = lrp_layers(m, ["0", "1"], x, t, "epsilon", **TINY)
+    with torch.no_grad():
+        h = m[0](x)
+        y = m[1](h)
+        f = m(x).gather(1, t[:, None]).squeeze(1)
+        ry = m[2].weight[t] * y * (f / (y @ m[2].weight.T).gather(1, t[:, None]).squeeze(1))[:, None]
+        sigma = (h.var(1, unbiased=False, keepdim=True) + m[1].eps).sqrt()
+        n = h.shape[1]
+        centre = torch.eye(n, dtype=torch.float64) - 1.0 / n
+        want = torch.stack([h[i] * (((m[1].weight / sigma[i]).view(-1, 1) * centre).T @ (ry[i] / y[i]))
+                            for i in range(2)])
+    torch.testing.assert_close(r["1"][0], ry, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(r["0"][0], want, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("name,cuts", [("timm/efficientnet_b0", ["blocks.1", "blocks.3", "blocks.5", "conv_head"]),
+                                       ("timm/mobilenetv3_small_100", ["blocks.1", "blocks.3", "blocks.5"])])
+def test_conserved_through_squeeze_excitation_nets(name: str, cuts: list[str]) -> None:
+    # SiLU / Hardswish pass relevance (zennit's Pass), squeeze-excitation gates by signal-take-all, residual adds
+    # by the sum rule, batch norms merged: a bias-free EfficientNet-B0 / MobileNetV3 conserves at every block.
+    # Measured worst relative error 4e-7 and 7e-10 (the stabilisers, at F(x) ~ 0.02 and ~ 20); with biases the
+    # random nets' biases absorb 5-80 % (docs/model_check_table.md).
+    m = bias_free(create_model(name, num_classes=10).model)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert _worst_relative_error(m, cuts, x, "epsilon") < 1e-4

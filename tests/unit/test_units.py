@@ -348,6 +348,9 @@ def test_propagation_gaps_on_norms() -> None:
     relu = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).double().eval()
     r = compute_scores(relu, x, torch.zeros_like(x), torch.zeros(5, dtype=torch.long), ["0"], ["deeplift"], p)
     assert not r.gaps and not r.notes
-    norm = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 3)).double().eval()
+    norm = nn.Sequential(nn.Linear(4, 8), nn.GroupNorm(2, 8), nn.ReLU(), nn.Linear(8, 3)).double().eval()
     n = compute_scores(norm, x, torch.zeros_like(x), torch.zeros(5, dtype=torch.long), ["0"], ["lrp_epsilon"], p)
-    assert n.gaps == {("0", "lrp_epsilon"): ["LayerNorm"]} and "no LRP rule for LayerNorm" in n.notes[0]
+    assert n.gaps == {("0", "lrp_epsilon"): ["GroupNorm"]} and "no LRP rule for GroupNorm" in n.notes[0]
+    mha = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Softmax(-1), nn.Linear(8, 3)).double().eval()
+    n = compute_scores(mha, x, torch.zeros_like(x), torch.zeros(5, dtype=torch.long), ["0"], ["lrp_epsilon"], p)
+    assert n.gaps == {("0", "lrp_epsilon"): ["Softmax"]}  # the LN-rule covers LayerNorm (lrp_transformer.py)
