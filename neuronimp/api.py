@@ -108,7 +108,11 @@ def score(model: ModelBundle | nn.Module, x: torch.Tensor, *, layers: str | list
     stats = None
     if needs_stats(list(methods), params):
         ref_x = train if train is not None else x
-        ref_y = y if y is not None else _target(bundle, ref_x, "predicted", None)
+        ref_y = torch.as_tensor(y if y is not None else _target(bundle, ref_x, "predicted", None))
+        if ref_y.shape != (ref_x.shape[0],) or not (0 <= int(ref_y.min()) and int(ref_y.max()) < bundle.num_classes):
+            raise UsageError(f"y: the labels of the {'train' if train is not None else 'x'} inputs, one class in "
+                             f"0..{bundle.num_classes - 1} per input ({ref_x.shape[0]}), got shape "
+                             f"{tuple(ref_y.shape)} and values {int(ref_y.min())}..{int(ref_y.max())}")
         stats = layer_statistics(bundle.model, [(ref_x, torch.as_tensor(ref_y).long())], names, bundle.num_classes,
                                  choice)
     ids = torch.arange(x.shape[0])

@@ -20,9 +20,12 @@ References (each computed here, on the same canonical model, never by the code i
   deeplift                      Captum LayerDeepLift under the same rules (adding max-pool, rescale on every
                                 element-wise activation, product rule on squeeze-excitation gates); the
                                 summation-to-delta residual is the independent check
-  ablation_zero / _baseline     the drop of the target logit when a forward hook sets the unit (every position of
-                                it) to zero / to its value at the baseline, one unit at a time (units 0-3 and
+  ablation_zero / _baseline /   the drop of the target logit when a forward hook sets the unit (every position of
+  _mean                         it) to zero / to its value at the baseline / to its mean over 6 reference inputs
+                                (per position), one unit at a time (units 0-3 and
                                 the Fibonacci numbers to 89 that the layer has)
+  selectivity                   Morcos et al. 2018 eq. 1 written out on the 6 reference inputs (3 classes present, 2 for
+                                the Kim CNN)
   lrp_*                         zennit's composite of that name on a copy canonicalised here by hand: each batch
                                 norm folded into the conv or linear called just before it, every residual add
                                 written as zennit's Sum module (its Norm rule; in timm's blocks by wrapping, in
@@ -62,7 +65,7 @@ from neuronimp.models import ModelBundle  # noqa: E402
 N_STEPS = 8
 TOL = 1e-6
 METHODS = ("activation", "grad_x_act", "internal_influence", "conductance", "layer_ig", "deeplift",
-           "ablation_zero", "ablation_baseline", "lrp_epsilon", "lrp_gamma", "lrp_zplus", "lrp_epsilon_plus",
+           "ablation_zero", "ablation_baseline", "ablation_mean", "selectivity", "lrp_epsilon", "lrp_gamma", "lrp_zplus", "lrp_epsilon_plus",
            "lrp_epsilon_gamma_box", "lrp_epsilon_alpha2_beta1")
 LRP = {"lrp_epsilon": "epsilon", "lrp_gamma": "gamma", "lrp_zplus": "zplus", "lrp_epsilon_plus": "epsilon_plus",
        "lrp_epsilon_gamma_box": "epsilon_gamma_box", "lrp_epsilon_alpha2_beta1": "epsilon_alpha2_beta1"}
@@ -147,24 +150,31 @@ def _deeplift(m: nn.Module, mod: nn.Module, x: torch.Tensor, b: torch.Tensor, t:
             return LayerDeepLift(m, mod).attribute(x, b, target=t)
 
 
-def _ablation(m: nn.Module, mod: nn.Module, x: torch.Tensor, b: torch.Tensor, t: torch.Tensor, axis: str,
-              to_baseline: bool, units: list[int]) -> torch.Tensor:
-    """[B, len(units)]: F(x) - F(x with unit u set to 0 / to its baseline value), by a forward hook, one unit at a
-    time, for the listed units."""
+def _outputs(m: nn.Module, mod: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The module's output for inputs x (a forward hook)."""
     store: dict[str, torch.Tensor] = {}
     h = mod.register_forward_hook(lambda _m, _i, o: store.__setitem__("y", o.detach()))
     with torch.no_grad():
-        m(b)
-        y0 = store["y"]
-        f = m(x).gather(1, t[:, None]).squeeze(1)
+        m(x)
     h.remove()
+    return store["y"]
+
+
+def _ablation(m: nn.Module, mod: nn.Module, x: torch.Tensor, b: torch.Tensor, t: torch.Tensor, axis: str,
+              kind: str, units: list[int], train: torch.Tensor) -> torch.Tensor:
+    """[B, len(units)]: F(x) - F(x with unit u set to 0 / to its baseline value / to its mean over `train` at each
+    position), by a forward hook, one unit at a time, for the listed units."""
+    y0 = {"zero": None, "baseline": _outputs(m, mod, b), "mean": _outputs(m, mod, train).mean(0, keepdim=True)}[kind]
+    with torch.no_grad():
+        f = m(x).gather(1, t[:, None]).squeeze(1)
+    store = {"y": _outputs(m, mod, x)}
     dim = 1 if axis == "channel" else -1
     out = []
     for u in units:
         def patch(_m: nn.Module, _i: object, o: torch.Tensor, u: int = u) -> torch.Tensor:
             o = o.clone()
             idx = (slice(None),) * (dim % o.dim()) + (u,)
-            o[idx] = y0[idx] if to_baseline else 0.0
+            o[idx] = 0.0 if y0 is None else y0.expand_as(o)[idx]
             return o
 
         h = mod.register_forward_hook(patch)
@@ -351,8 +361,19 @@ def _lrp(model: nn.Module, layer: str, x: torch.Tensor, t: torch.Tensor, composi
     return g
 
 
+def _selectivity(y: torch.Tensor, labels: torch.Tensor, axis: str) -> torch.Tensor:
+    """[1, U]: Morcos et al. 2018 eq. 1 over the classes in `labels`: (mu_max - mu_-max) / (mu_max + mu_-max), each
+    unit's activation averaged over its positions, then over the examples of each class; 0 for a dead unit."""
+    unit = _reduce(y, axis) / (y[0].numel() / _reduce(y, axis).shape[1])  # per-unit mean over positions
+    means = torch.stack([unit[labels == c].mean(0) for c in labels.unique()])
+    top = means.max(0).values
+    rest = (means.sum(0) - top) / (len(means) - 1)
+    dead = (top + rest) == 0  # a unit silent on every class: index 0 (neuronimp's convention, module doc)
+    return torch.where(dead, torch.zeros_like(top), (top - rest) / torch.where(dead, 1.0, top + rest)).unsqueeze(0)
+
+
 def reference(bundle: ModelBundle, layer: str, method: str, x: torch.Tensor, b: torch.Tensor, t: torch.Tensor,
-              axis: str) -> torch.Tensor:
+              axis: str, train: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The reference scores [B, U] of `method` (module doc)."""
     m = bundle.model
     mod = m.get_submodule(layer)
@@ -361,7 +382,10 @@ def reference(bundle: ModelBundle, layer: str, method: str, x: torch.Tensor, b: 
     if method == "deeplift":
         return _reduce(_deeplift(m, mod, x, b, t), axis)
     if method.startswith("ablation_"):
-        return _ablation(m, mod, x, b, t, axis, method == "ablation_baseline", ablated(bundle, layer, x, axis))
+        return _ablation(m, mod, x, b, t, axis, method.removeprefix("ablation_"), ablated(bundle, layer, x, axis),
+                         train)
+    if method == "selectivity":
+        return _selectivity(_outputs(m, mod, train), labels, axis).expand(x.shape[0], -1)
     return _reduce(_captum(method, m, mod, x, b, t), axis)
 
 
@@ -388,6 +412,8 @@ def check_case(name: str, methods: tuple[str, ...] = METHODS, seed: int = 0, lay
     g = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(2, *case.shape, generator=g, dtype=torch.float64)
     b = torch.randn(2, *case.shape, generator=g, dtype=torch.float64) * 0.1
+    train = torch.randn(6, *case.shape, generator=g, dtype=torch.float64)  # statistics for mean / selectivity
+    labels = torch.tensor([0, 1, 2, 0, 1, 2]) % bundle.num_classes  # 3 (Kim CNN: 2) classes present
     with torch.no_grad():
         t = (bundle.model(x) - bundle.model(b)).argmax(1)
     cells = []
@@ -397,14 +423,14 @@ def check_case(name: str, methods: tuple[str, ...] = METHODS, seed: int = 0, lay
                 warnings.simplefilter("always")
                 try:
                     s = ni.score(bundle, x, layers=[layer], methods=[method], baseline=b, target=t, n_steps=N_STEPS,
-                                 rule="riemann_left", lrp_epsilon=EPS, lrp_gamma=GAMMA)
+                                 rule="riemann_left", lrp_epsilon=EPS, lrp_gamma=GAMMA, train=train, y=labels)
                 except UsageError as e:
                     cells.append(Cell(name, layer, method, "refused" if "\n" not in str(e) else "ERROR", None,
                                       None, str(e)))
                     continue
             ours = s.scores[(layer, method)]
             rel = s.relative_delta(layer, method)
-            want = reference(bundle, layer, method, x, b, t, s.axis(layer))
+            want = reference(bundle, layer, method, x, b, t, s.axis(layer), train, labels)
             if method.startswith("ablation_"):
                 ours = ours[:, ablated(bundle, layer, x, s.axis(layer))]
             err = float((ours - want).abs().max() / want.abs().max().clamp(min=1e-300))

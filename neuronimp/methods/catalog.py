@@ -104,7 +104,12 @@ for _kind, _help in (("zero", "set to zero"), ("mean", "set to its dataset mean"
 def _selectivity(call: MethodCall) -> torch.Tensor:
     if call.stats is None:
         raise UsageError("method selectivity needs class-conditional statistics of the layer")
-    return selectivity_index(call.stats.class_means).to(call.x).unsqueeze(0).expand(call.x.shape[0], -1)
+    present = call.stats.present
+    if present is not None and int(present.sum()) < 2:
+        raise UsageError(f"method selectivity needs examples of at least two classes in the reference data, got "
+                         f"{int(present.sum())}")
+    si = selectivity_index(call.stats.class_means, present)
+    return si.to(call.x).unsqueeze(0).expand(call.x.shape[0], -1)
 
 
 @method("random", help="uniform random scores, seeded per input (a control)")

@@ -1,7 +1,7 @@
 """Dataset statistics of a layer's units, and the class selectivity index (Morcos et al. 2018, eq. 1).
 
 selectivity_u = (mu_max - mu_-max) / (mu_max + mu_-max), where mu_max is the largest class-conditional
-mean activation of unit u and mu_-max the mean of the class-conditional means over all other classes.
+mean activation of unit u and mu_-max the mean of the class-conditional means over all other classes (the classes with examples in the reference set).
 Activations are averaged over each unit's positions (the pixels of a channel, the tokens of a feature, the features of
 a token: `methods/units.py`). The index is 0 where both
 means are 0 (a dead unit), and lies in [0, 1] for non-negative (post-ReLU) activations.
@@ -26,6 +26,7 @@ class LayerStats:
     mean: torch.Tensor
     class_means: torch.Tensor
     count: int
+    present: torch.Tensor | None = None  # [C] bool: classes seen in the reference set (None: all)
 
 
 def layer_statistics(
@@ -57,13 +58,21 @@ def layer_statistics(
                 csum[l] = csum.get(l, 0) + c
     if n == 0:
         raise ValueError("no data for layer statistics")
-    present = counts.clamp(min=1).unsqueeze(1)
-    return {l: LayerStats((sums[l] / n).float(), (csum[l].cpu() / present).float(), n) for l in layers}
+    seen = counts > 0
+    per = counts.clamp(min=1).unsqueeze(1)
+    # kept in float64 (the sums are): a float64 run needs them to 1e-16, a float32 run casts them where used
+    return {l: LayerStats(sums[l] / n, csum[l].cpu() / per, n, seen) for l in layers}
 
 
-def selectivity_index(class_means: torch.Tensor) -> torch.Tensor:
-    """Class selectivity of each unit from class-conditional means [C, U] -> [U] (Morcos et al. eq. 1)."""
+def selectivity_index(class_means: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    """Class selectivity of each unit from class-conditional means [C, U] -> [U] (Morcos et al. eq. 1), over the
+    classes `present` in the reference set ([C] bool; None: every row). A class with no example has no mean: counted
+    as 0 it would pull mu_-max down and every index towards 1 (a 50-image subset of ImageNet's 1000 classes)."""
+    if present is not None:
+        class_means = class_means[present.to(class_means.device)]
     C = class_means.shape[0]  # noqa: N806
+    if C < 2:
+        raise ValueError("class selectivity needs examples of at least two classes")
     mu_max, idx = class_means.max(0)
     rest = (class_means.sum(0) - mu_max) / (C - 1)
     denom = mu_max + rest

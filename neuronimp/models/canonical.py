@@ -150,6 +150,15 @@ def split_call_sites(model: nn.Module, example: torch.Tensor) -> nn.Module:
                 new = f"{node.target.replace('.', '_')}_site{seen[node.target]}"
                 gm.add_submodule(new, copy.deepcopy(gm.get_submodule(node.target)))
                 node.target = new
+        for cname, child in parent.named_children():  # submodules its forward does not call keep their names
+            if not hasattr(gm, cname):
+                gm.add_submodule(cname, child)
+        for pname, p in parent.named_parameters(recurse=False):  # and so do its own tensors (state_dict keys)
+            if not hasattr(gm, pname):
+                gm.register_parameter(pname, p)
+        for bname, b in parent.named_buffers(recurse=False):
+            if not hasattr(gm, bname):
+                gm.register_buffer(bname, b)
         gm.recompile()
         gm.train(parent.training)
         if not path:

@@ -75,18 +75,18 @@ def delete_study(model: nn.Module, layers: list[str], data: NetworkData, cfg: An
             acc0, acc = single["train"]
             scores["accuracy_drop"][layer] = acc0 - acc  # [U]
             if cfg.selectivity:
-                si = selectivity_index(cls[layer].class_means)  # [U] (eq. 1)
+                si = selectivity_index(cls[layer].class_means, cls[layer].present)  # [U] (eq. 1)
                 mean_act = unit_mean(moments[layer][0], axes[layer])  # [U]
                 for row in selectivity_rows(layer, si, cls[layer].class_means, mean_act, single, ablation,
-                                            axes[layer]):
+                                            axes[layer], cls[layer].present):
                     yield {"table": "units", **row}
     if "selectivity" in names:
-        scores["selectivity"] = {l: selectivity_index(cls[l].class_means) for l in layers}
+        scores["selectivity"] = {l: selectivity_index(cls[l].class_means, cls[l].present) for l in layers}
     engine = sorted(names - {"random", "selectivity", "accuracy_drop"})
     if engine:
         sx, sy = data.score
         target = target_classes(model, sx, target, sy)[0]
-        stats = {l: LayerStats(moments[l][0], cls[l].class_means, cls[l].count) for l in layers}
+        stats = {l: LayerStats(moments[l][0], cls[l].class_means, cls[l].count, cls[l].present) for l in layers}
         for name in engine:
             scores[name] = engine_scores(model, layers, name, sx, data.score_baseline, target, params, stats,
                                          units=units)

@@ -72,10 +72,13 @@ def single_unit_accuracy(site: Site, ablation: str, values: dict[str, torch.Tens
 
 
 def selectivity_rows(layer: str, si: torch.Tensor, class_means: torch.Tensor, mean_act: torch.Tensor,
-                     single: dict[str, tuple[float, torch.Tensor]], ablation: str, axis: str = "channel"
-                     ) -> Iterator[dict[str, Any]]:
-    """One row per unit (on `axis`): selectivity, preferred class, mean activation, accuracy drop per split."""
-    pref = class_means.argmax(0)
+                     single: dict[str, tuple[float, torch.Tensor]], ablation: str, axis: str = "channel",
+                     present: torch.Tensor | None = None) -> Iterator[dict[str, Any]]:
+    """One row per unit (on `axis`): selectivity, preferred class (among the classes `present`), mean activation,
+    accuracy drop per split."""
+    seen = class_means if present is None else class_means.masked_fill(~present.to(class_means.device)[:, None],
+                                                                         float("-inf"))
+    pref = seen.argmax(0)
     for u in range(si.shape[0]):
         row: dict[str, Any] = {"layer": layer, "unit": u, "unit_axis": axis, "selectivity": float(si[u]),
                                "preferred_class": int(pref[u]), "mean_activation": float(mean_act[u]),

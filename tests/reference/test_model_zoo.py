@@ -3,9 +3,11 @@
 ResNet-18 (torchvision, through `ni.wrap`: its blocks call one ReLU twice and are split per call site), timm
 EfficientNet-B0 (SiLU, squeeze-excitation), timm MobileNetV3-small (Hardswish, Hardsigmoid gates), a timm ViT
 block (tokens x features), GoogLeNet, Inception-v3 and the Kim CNN: activation, gradient x activation, internal
-influence, conductance, layer IG (Captum), DeepLIFT (Captum, same rules), ablations (hand-made hooks) and the six
-LRP composites (zennit on a copy canonicalised by hand) agree to 1e-6 relative, or the method refuses the layer
-in one line. Measured errors are 0 to 2e-13 (the table in docs/model_check.md).
+influence, conductance, layer IG (Captum), DeepLIFT (Captum, same rules), the three ablations (hand-made hooks),
+class selectivity (Morcos et al. eq. 1 written out) and the six LRP composites (zennit on a copy canonicalised by
+hand) agree to 1e-6 relative, or the method refuses the layer in one line. Measured errors are 0 to 1.1e-12 (the
+table in docs/model_check_table.md). Not here: `random` (no reference) and `shapley` (exact oracles in
+tests/unit/test_shapley*.py).
 On top: DeepLIFT sums to F(x) - F(x') where every module after the layer has a rule. (Layers that cannot be
 scored are refused in one line by every method: tests/unit/test_units.py and tests/integration/test_bad_inputs.py.)
 """

@@ -11,7 +11,8 @@ from neuronimp.methods import compute_scores
 from neuronimp.methods.grid import make_grid
 from neuronimp.methods.neuron import neuron_conductance
 from neuronimp.methods.path import path_sweep
-from neuronimp.methods.selectivity import layer_statistics, selectivity_index
+from neuronimp.errors import UsageError
+from neuronimp.methods.selectivity import LayerStats, layer_statistics, selectivity_index
 from tests.conftest import toy_cnn, toy_mlp
 
 
@@ -152,13 +153,36 @@ def test_selectivity_index_on_hand_made_means() -> None:
     torch.testing.assert_close(si, torch.tensor([1.0, 0.0, 1 / 3, 0.0]))
 
 
+def test_selectivity_counts_only_the_classes_with_examples() -> None:
+    # 5 classes, examples of classes 1 and 3 only: mu_-max is the mean over the other *present* class, so the
+    # index equals the one of the 2-row table; counted as zeros, the absent classes would push it towards 1.
+    m = nn.Sequential(nn.Identity()).eval()
+    x = torch.tensor([[1.0, 2.0], [3.0, 2.0], [0.0, 1.0]])
+    y = torch.tensor([1, 1, 3])
+    st = layer_statistics(m, [(x, y)], ["0"], num_classes=5)["0"]
+    assert st.present.tolist() == [False, True, False, True, False]
+    want = selectivity_index(torch.tensor([[2.0, 2.0], [0.0, 1.0]], dtype=torch.float64))
+    torch.testing.assert_close(selectivity_index(st.class_means, st.present), want)
+    assert float(selectivity_index(st.class_means)[1]) > float(want[1]) + 0.3  # the bias it removes
+    from neuronimp.studies.selectivity_study import selectivity_rows
+
+    cm = torch.where(st.present[:, None], -st.class_means - 1, torch.zeros_like(st.class_means))
+    neg = LayerStats(st.mean, cm, 3, st.present)  # absent rows (0) would win the argmax
+    rows = list(selectivity_rows("0", want, neg.class_means, torch.zeros(2), {}, "zero", "feature", neg.present))
+    assert [r["preferred_class"] for r in rows] == [3, 3]
+    with pytest.raises(UsageError, match="at least two classes"):
+        one = {"0": LayerStats(st.mean, st.class_means, 3, torch.tensor([False, True, False, False, False]))}
+        compute_scores(m, x, torch.zeros_like(x), torch.zeros(3, dtype=torch.long), ["0"], ["selectivity"],
+                       AttributionCfg().params(), stats=one)
+
+
 def test_layer_statistics_class_means() -> None:
     m = nn.Sequential(nn.Identity()).eval()
     x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 5.0]])
     y = torch.tensor([0, 0, 1])
     st = layer_statistics(m, [(x, y)], ["0"], num_classes=2)["0"]
-    torch.testing.assert_close(st.class_means, torch.tensor([[2.0, 0.0], [0.0, 5.0]]))
-    torch.testing.assert_close(st.mean, torch.tensor([4 / 3, 5 / 3]))
+    torch.testing.assert_close(st.class_means, torch.tensor([[2.0, 0.0], [0.0, 5.0]], dtype=torch.float64))
+    torch.testing.assert_close(st.mean, torch.tensor([4 / 3, 5 / 3], dtype=torch.float64))
 
 
 def test_neuron_conductance_matches_captum_and_sums_to_total() -> None:

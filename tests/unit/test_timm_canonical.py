@@ -208,3 +208,28 @@ def test_a_shared_call_site_that_cannot_be_traced_is_refused_in_one_line() -> No
                        ) as err:
         ni.wrap(Branchy(), (4,))
     assert "\n" not in str(err.value)
+
+
+def test_split_keeps_uncalled_submodules_and_own_tensors_for_checkpoints() -> None:
+    from neuronimp.models.canonical import split_call_sites
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.relu, self.unused = nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 3)
+            self.scale = nn.Parameter(torch.ones(3))
+            self.register_buffer("shift", torch.zeros(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu(self.relu(self.fc(x)) * self.scale + self.shift)
+
+    torch.manual_seed(0)
+    m = nn.Sequential(Block(), nn.Linear(3, 2))
+    keys = set(m.state_dict())
+    x = torch.randn(4, 3)
+    want = m(x)
+    out = split_call_sites(m, x)
+    assert set(out.state_dict()) == keys and isinstance(out[0], torch.fx.GraphModule)
+    assert max(call_counts(out, x).values()) == 1
+    torch.testing.assert_close(out(x), want, rtol=0, atol=0)
+    out.load_state_dict(nn.Sequential(Block(), nn.Linear(3, 2)).state_dict())  # strict: the same keys
