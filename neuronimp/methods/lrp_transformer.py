@@ -14,7 +14,8 @@ convention (the modified gradient IS the relevance): R_x = x * J^T (R_z / stab(z
 sum_j R_z_j (z_j - c_j) / z_j, which conserves relevance when c = 0 (the bias absorbs the rest, as in zennit's
 own Epsilon rule). `_Linearised` does this for any such map given as a function of x with the constants captured.
 
-Layer norms (nn.LayerNorm and subclasses such as timm's) get the LN-rule through a forward hook. Attention gets
+Layer norms (nn.LayerNorm and subclasses: timm's LayerNorm, and its channels-first LayerNorm2d of ConvNeXt) get
+the LN-rule through a forward hook, which checks that its own map gives the module's output. Attention gets
 the AH-rule where it calls `F.scaled_dot_product_attention` (timm's ViT blocks, torch's SDPA users), through a
 TorchFunctionMode active during the LRP forward pass; timm Attention modules are switched to that fused path
 (`fused_attn`) for the pass and switched back afterwards. An attention written with an explicit softmax
@@ -56,24 +57,49 @@ class _Linearised(torch.autograd.Function):
         return x.detach() * g, None, None
 
 
+def _ln_map(x: torch.Tensor, module: nn.LayerNorm, channels_first: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The layer norm as a function of its input with sigma held at its value for x: over the last dims (torch's
+    LayerNorm), or over dim 1 of a channels-first map (timm's LayerNorm2d, which permutes around F.layer_norm)."""
+    k = len(module.normalized_shape)
+    dims = (1,) if channels_first else tuple(range(-k, 0))
+    with torch.no_grad():
+        sigma = (x.var(dims, unbiased=False, keepdim=True) + module.eps).sqrt()
+    shape = (-1, *([1] * (x.dim() - 2))) if channels_first else tuple(module.normalized_shape)
+    w = module.weight.detach().view(shape) if module.weight is not None else None
+    b = module.bias.detach().view(shape) if module.bias is not None else None
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        z = (t - t.mean(dims, keepdim=True)) / sigma
+        z = z * w if w is not None else z
+        return z + b if b is not None else z
+
+    return fn
+
+
 def _layer_norm_rule(eps: float) -> Callable[..., torch.Tensor]:
-    """Forward hook of a LayerNorm: same output, relevance by the LN-rule (module doc)."""
+    """Forward hook of a LayerNorm: same output, relevance by the LN-rule (module doc). A layer norm whose output
+    is neither form of `_ln_map` is refused in one line (no silent gradient)."""
 
     def hook(module: nn.LayerNorm, inputs: tuple[Any, ...], out: Any) -> Any:
         x = inputs[0] if inputs else None
         if not (isinstance(x, torch.Tensor) and isinstance(out, torch.Tensor) and x.requires_grad):
             return out
-        dims = tuple(range(-len(module.normalized_shape), 0))
-        with torch.no_grad():
-            sigma = (x.var(dims, unbiased=False, keepdim=True) + module.eps).sqrt()
-        w, b = module.weight, module.bias
+        k = len(module.normalized_shape)
+        forms = [False] if tuple(x.shape[-k:]) == tuple(module.normalized_shape) else []
+        if k == 1 and x.dim() > 2 and x.shape[1] == module.normalized_shape[0]:
+            forms.append(True)
+        tol = 1e-4 if out.dtype in (torch.float16, torch.bfloat16) else 1e-5
+        for channels_first in forms:
+            fn = _ln_map(x, module, channels_first)
+            with torch.no_grad():
+                same = torch.allclose(fn(x), out, rtol=tol, atol=tol * float(out.abs().max().clamp(min=1e-30)))
+            if same:
+                return _Linearised.apply(x, fn, eps)
+        from neuronimp.errors import UsageError
 
-        def fn(t: torch.Tensor) -> torch.Tensor:
-            z = (t - t.mean(dims, keepdim=True)) / sigma
-            z = z * w.detach() if w is not None else z
-            return z + b.detach() if b is not None else z
-
-        return _Linearised.apply(x, fn, eps)
+        raise UsageError(f"lrp: {type(module).__name__} {tuple(module.normalized_shape)} on input "
+                         f"{tuple(x.shape)} is not a layer norm over the last or the channel dims, so the LN-rule "
+                         "cannot hold its scale; use conductance or layer_ig on this network")
 
     return hook
 

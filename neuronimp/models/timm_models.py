@@ -51,7 +51,9 @@ def input_shape_of(model: nn.Module) -> tuple[int, ...]:
     """The input shape the model was built for: its patch embedding's image size when it has one (a ViT built with
     option img_size runs at that size, while its pretrained config still says 224), else the pretrained config's."""
     shape = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
-    embed = getattr(model, "patch_embed", None)
+    embed = getattr(model, "patch_embed", None)  # ViT, DeiT, Swin ...; MLP-Mixer calls it `stem`
+    if embed is None:
+        embed = next((m for m in model.modules() if "PatchEmbed" in type(m).__name__), None)
     size = getattr(embed, "img_size", None)
     if size is not None:  # timm's PatchEmbed: img_size (H, W), its conv `proj` reads in_chans channels
         chans = getattr(getattr(embed, "proj", None), "in_channels", shape[0])

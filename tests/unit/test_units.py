@@ -75,6 +75,8 @@ def test_layers_command_shows_192_feature_units_of_a_vit_block_at_32_px() -> Non
     assert rows["blocks.0"][1:] == ["5x192", "feature", "192"]  # 4 patches of 16 px + the class token
     assert rows["patch_embed"][1:] == ["4x192", "feature", "192"]
     assert create_model("timm/vit_tiny_patch16_224", img_size=32, depth=1).input_shape == (3, 32, 32)
+    # MLP-Mixer's patch embedding is called `stem`, not `patch_embed`: found by its type
+    assert create_model("timm/mixer_s16_224", img_size=32).input_shape == (3, 32, 32)
 
 
 # ------------------------------------------------------------------ ablation: a feature in every token
