@@ -10,6 +10,9 @@ gates the signal-take-all rule, layer norms and timm's (scaled-dot-product) atte
 et al. 2022; other norms, a softmax or another attention product is crossed by its gradient, which does not conserve
 relevance. Both matter only for modules that run after the scored layer (`LayerLayout.downstream`).
 
+Non-linearities called as functions outside a module of their own (`F.relu(x)` in a block's forward) are
+listed as `F.relu`, `F.softmax` ... (`functional_calls.py`): DeepLIFT has no rule for any of them; for LRP a
+functional ReLU or max pool is harmless (the gradient conserves there), the others are not.
 Known non-linear types are listed; other types are judged by their class name (timm's own `GELU`, `Attention`,
 `SqueezeExcite`), so the list can name a module that is in fact linear: it is a warning, never a refusal.
 """
@@ -19,6 +22,8 @@ import re
 from collections.abc import Callable, Iterable
 
 from torch import nn
+
+from neuronimp.methods.functional_calls import FunctionalCall
 
 # element-wise or linear in eval mode: the gradient is the exact DeepLIFT multiplier and conserves LRP relevance
 _LINEAR: tuple[type, ...] = (
@@ -60,6 +65,10 @@ def deeplift_gaps(types: Iterable[type]) -> list[str]:
 
     out: list[str] = []
     for t in types:
+        if issubclass(t, FunctionalCall):  # F.relu & co.: Captum's rules sit on modules only
+            if t.__name__ not in out:
+                out.append(t.__name__)
+            continue
         if GATES.search(t.__name__):
             continue  # squeeze-excitation: DeepLIFT's product rule (deeplift_rules.deeplift_gates)
         if t in SUPPORTED_NON_LINEAR or t in ELEMENTWISE_RULES or (issubclass(t, _LINEAR) and not _PRODUCT.search(t.__name__)):
@@ -77,6 +86,10 @@ def lrp_gaps(types: Iterable[type]) -> list[str]:
 
     out: list[str] = []
     for t in types:
+        if issubclass(t, FunctionalCall):  # a functional ReLU or max pool conserves under the gradient
+            if t.kind not in ("relu", "max_pool") and t.__name__ not in out:
+                out.append(t.__name__)
+            continue
         if (issubclass(t, _LINEAR) and not _PRODUCT.search(t.__name__)) or issubclass(t, Activation):
             continue  # linear, or zennit's Pass rule (relevance unchanged)
         if GATES.search(t.__name__):

@@ -20,8 +20,9 @@ channel at every position, a token in every feature.
 `layer_layouts` finds the layout of each layer from one capture pass on a single example (cached per model and
 input shape) and refuses, with one line naming the layer and why, a layer that cannot be scored: one the forward
 pass never reaches, one the output does not depend on, one that returns a tuple or integers, one with no unit
-dimension. The same pass records which module types run after each layer (`LayerLayout.downstream`), so methods
-can name the modules that have no rule of theirs (`methods/rules.py`).
+dimension. The same pass records which module types run after each layer (`LayerLayout.downstream`), and the
+non-linearities called as functions outside any module (`functional_calls.py`), so methods can name the modules
+that have no rule of theirs (`methods/rules.py`).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import torch
 from torch import nn
 
 from neuronimp.errors import UsageError
+from neuronimp.methods.functional_calls import FunctionalCalls
 
 UnitAxis = Literal["channel", "feature", "token"]
 UNIT_AXES: tuple[str, ...] = ("channel", "feature", "token")
@@ -188,13 +190,17 @@ def _survey(model: nn.Module, layers: list[str]) -> Iterator[tuple[dict[str, _Se
     cf_ids: set[int] = set()
     alive: list[torch.Tensor] = []  # channel-first tensors stay referenced, so their ids are not reused
     counter = [0]
+    calls = FunctionalCalls(counter, starts)  # F.relu & co. called outside leaf modules (functional_calls.py)
+    leaves = {id(m) for m in modules.values() if not list(m.children())}
 
     def pre(_m: nn.Module, _inp: Any) -> None:
         counter[0] += 1
         starts.append((counter[0], type(_m)))
+        calls.inside += id(_m) in leaves
 
     def post(m: nn.Module, inp: Any, out: Any) -> Any:
         counter[0] += 1
+        calls.inside -= id(m) in leaves
         first_in = inp[0] if isinstance(inp, tuple) and inp and isinstance(inp[0], torch.Tensor) else None
         result = None
         names = wanted.get(id(m), [])
@@ -232,7 +238,8 @@ def _survey(model: nn.Module, layers: list[str]) -> Iterator[tuple[dict[str, _Se
         for m in model.modules():
             handles.append(m.register_forward_pre_hook(pre))
             handles.append(m.register_forward_hook(post))
-        yield seen, starts
+        with calls:
+            yield seen, starts
     finally:
         for h in handles:
             h.remove()

@@ -356,3 +356,27 @@ def test_propagation_gaps_on_norms() -> None:
     mha = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Softmax(-1), nn.Linear(8, 3)).double().eval()
     n = compute_scores(mha, x, torch.zeros_like(x), torch.zeros(5, dtype=torch.long), ["0"], ["lrp_epsilon"], p)
     assert n.gaps == {("0", "lrp_epsilon"): ["Softmax"]}  # the LN-rule covers LayerNorm (lrp_transformer.py)
+
+
+def test_functional_non_linearities_after_the_layer_are_named() -> None:
+    # torchvision's DenseNet calls F.relu after its features; a user block may call torch.sigmoid: neither is a
+    # module, so DeepLIFT crosses them by the gradient. They are listed as F.relu / F.sigmoid; inside nn.ReLU,
+    # F.relu is the module's own call and is not listed; for LRP a functional ReLU conserves, a sigmoid does not.
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.act, self.out = nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.act(self.fc(x))
+            return self.out(torch.sigmoid(nn.functional.relu(h) - 0.5))
+
+    torch.manual_seed(1)
+    m = Block().double().eval()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    p = MethodParams(n_steps=4)
+    s = compute_scores(m, x, torch.zeros_like(x), torch.zeros(3, dtype=torch.long), ["fc", "act"],
+                       ["deeplift", "lrp_epsilon"], p)
+    assert s.gaps[("fc", "deeplift")] == ["F.relu", "F.sigmoid"] == s.gaps[("act", "deeplift")]
+    assert s.gaps[("fc", "lrp_epsilon")] == ["F.sigmoid"]
+    assert any("no DeepLIFT rule for F.relu, F.sigmoid after this layer" in n for n in s.notes)
