@@ -143,7 +143,7 @@ def _deeplift(m: nn.Module, mod: nn.Module, x: torch.Tensor, b: torch.Tensor, t:
     from neuronimp.methods.deeplift_rules import deeplift_gates, deeplift_rules
     from neuronimp.methods.propagation import own_inputs
 
-    with deeplift_rules(), deeplift_gates(m):
+    with deeplift_rules(m), deeplift_gates(m):
         hooked = [mm for mm in m.modules() if type(mm) in SUPPORTED_NON_LINEAR]
         with own_inputs(hooked), warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -42,7 +42,7 @@ def build(name: str, size: int) -> ni.models.ModelBundle:  # type: ignore[name-d
         arch = name[3:]
         module = getattr(tvm, arch)(**({"image_size": size} if arch.startswith("vit_") else {}))
         return ni.wrap(module, (3, size, size), name=arch)
-    options = {"img_size": size} if any(k in name for k in ("deit", "mixer", "vit_")) else {}
+    options = {"img_size": size} if name.split("/")[1].startswith(("deit_", "mixer_", "vit_")) else {}
     return ni.create_model(name, **options)
 
 
@@ -65,7 +65,7 @@ def sweep(name: str, size: int) -> tuple[str, list[tuple[str, str, str]], set[st
         for w in caught:
             text = str(w.message)
             if " rule for " in text:
-                gaps.add(text.split(" rule for ")[1].split(" after ")[0])
+                gaps.update(n.strip() for n in text.split(" rule for ")[1].split(" after ")[0].split(","))
     return layer, failures, gaps
 
 

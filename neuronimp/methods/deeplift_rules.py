@@ -15,7 +15,9 @@ contributions missed F(x) - F(x') by 11 % to 170 % (issue 13). The rescale rule 
 function of one input, so `ELEMENTWISE_RULES` hands Captum's own `nonlinear` to the other element-wise
 activations of torch (SiLU, Hardswish, Hardsigmoid, GELU, Mish, ReLU6, Hardtanh, SELU, CELU, Softsign,
 LogSigmoid, Tanhshrink, Softshrink, Hardshrink). Products of two functions of the input (squeeze-excitation
-gates, attention) stay without a rule and are named by `rules.deeplift_gaps`.
+gates, attention) stay without a rule and are named by `rules.deeplift_gaps`. Activation classes of other
+libraries (timm's GELU, Swish, HardSwish ...) get the same rule, by their class name
+(`elementwise_activation`), for the types the model holds.
 
 `SUPPORTED_NON_LINEAR` is Captum's module-level table (global state, like a hook): `adding_maxpool_rules`
 patches it only inside a `with` block and restores it in `finally`, so plain Captum calls elsewhere are
@@ -82,6 +84,18 @@ def _rescale(*args: object, **kwargs: object) -> torch.Tensor:
 
 
 ELEMENTWISE_RULES: dict[type[nn.Module], Callable[..., torch.Tensor]] = {t: _rescale for t in _ELEMENTWISE}
+_NOT_ELEMENTWISE = (nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.Softmax2d, nn.GLU, nn.MultiheadAttention)
+
+
+def elementwise_activation(t: type) -> bool:
+    """A module type that applies one function to each element: torch's activations but the softmaxes, GLU and
+    attention, and other libraries' activation classes by name (timm's GELU, Swish, HardSwish ...:
+    `models.canonical.is_activation`)."""
+    from neuronimp.models.canonical import _ACT_NAMES
+
+    if not (isinstance(t, type) and issubclass(t, nn.Module)) or issubclass(t, _NOT_ELEMENTWISE):
+        return False
+    return t.__module__ == nn.modules.activation.__name__ or t.__name__.lower() in _ACT_NAMES
 
 
 @contextmanager
@@ -92,10 +106,15 @@ def adding_maxpool_rules() -> Iterator[None]:
 
 
 @contextmanager
-def deeplift_rules() -> Iterator[None]:
+def deeplift_rules(model: nn.Module | None = None) -> Iterator[None]:
     """While active, Captum's DeepLIFT uses the adding max-pool rules and the rescale rule on every element-wise
-    activation (module doc); the previous entries come back after."""
-    with _patched({**ELEMENTWISE_RULES, **ADDING_RULES}):
+    activation (module doc), also on the activation classes of other libraries that `model` holds (matched by
+    exact type, as Captum matches); the previous entries come back after."""
+    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+
+    found = {type(m) for m in model.modules()} if model is not None else set()
+    extra = {t: _rescale for t in found if elementwise_activation(t) and t not in SUPPORTED_NON_LINEAR}
+    with _patched({**ELEMENTWISE_RULES, **extra, **ADDING_RULES}):
         yield
 
 

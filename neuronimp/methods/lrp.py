@@ -64,27 +64,41 @@ LRP_METHODS = {"lrp_epsilon": "epsilon", "lrp_gamma": "gamma", "lrp_zplus": "zpl
 
 
 def make_composite(name: str, *, epsilon: float = 1e-6, gamma: float = 0.25, stabilizer: float = 1e-6,
-                   low: Any = None, high: Any = None, canonizers: list[Any] | None = None) -> Any:
-    """The zennit composite called `name` (one of LRP_COMPOSITES) with these parameters and canonizers."""
+                   low: Any = None, high: Any = None, canonizers: list[Any] | None = None,
+                   activations: tuple[type, ...] = ()) -> Any:
+    """The zennit composite called `name` (one of LRP_COMPOSITES) with these parameters and canonizers;
+    `activations`: more element-wise activation types (other libraries' classes) given zennit's Pass rule."""
     from zennit import composites as zc
-    from zennit.rules import Epsilon, Gamma, ZPlus
+    from zennit.rules import Epsilon, Gamma, Pass, ZPlus
     from zennit.types import Linear
 
     canonizers = canonizers or []
+    extra = [(activations, Pass())] if activations else []
     if name in ("epsilon", "gamma", "zplus"):
         rule = {"epsilon": lambda: Epsilon(epsilon=epsilon), "gamma": lambda: Gamma(gamma=gamma, stabilizer=stabilizer),
                 "zplus": lambda: ZPlus(stabilizer=stabilizer)}[name]()
-        return zc.LayerMapComposite(zc.layer_map_base(stabilizer) + [(Linear, rule)], canonizers=canonizers)
+        return zc.LayerMapComposite(extra + zc.layer_map_base(stabilizer) + [(Linear, rule)], canonizers=canonizers)
     if name == "epsilon_plus":
-        return zc.EpsilonPlus(epsilon=epsilon, stabilizer=stabilizer, canonizers=canonizers)
+        return zc.EpsilonPlus(epsilon=epsilon, stabilizer=stabilizer, layer_map=extra, canonizers=canonizers)
     if name == "epsilon_alpha2_beta1":
-        return zc.EpsilonAlpha2Beta1(epsilon=epsilon, stabilizer=stabilizer, canonizers=canonizers)
+        return zc.EpsilonAlpha2Beta1(epsilon=epsilon, stabilizer=stabilizer, layer_map=extra, canonizers=canonizers)
     if name == "epsilon_gamma_box":
         if low is None or high is None:
             raise UsageError("composite epsilon_gamma_box needs input bounds low and high")
         return zc.EpsilonGammaBox(low=low, high=high, epsilon=epsilon, gamma=gamma, stabilizer=stabilizer,
-                                  canonizers=canonizers)
+                                  layer_map=extra, canonizers=canonizers)
     raise UsageError(f"unknown LRP composite {name!r}; allowed: {', '.join(LRP_COMPOSITES)}")
+
+
+def foreign_activations(model: nn.Module) -> tuple[type, ...]:
+    """Element-wise activation types in `model` that zennit does not know (timm's GELU, Swish ...): they get
+    zennit's Pass rule like torch's own (`deeplift_rules.elementwise_activation` decides what is element-wise)."""
+    from zennit.types import Activation
+
+    from neuronimp.methods.deeplift_rules import elementwise_activation
+
+    found = dict.fromkeys(type(m) for m in model.modules())
+    return tuple(t for t in found if elementwise_activation(t) and not issubclass(t, Activation))
 
 
 def _bounds(x: torch.Tensor, low: Any, high: Any) -> tuple[Any, Any]:
@@ -123,7 +137,7 @@ def lrp_layers(
         pairs, ref = conv_bn_pairs(model, x[:1].detach()) if has_batch_norm(model) else ([], None)
         canon = torchvision_resnet_canonizers(model) + ([batch_norm_merge(pairs)] if pairs else [])
         comp = make_composite(composite, epsilon=epsilon, gamma=gamma, stabilizer=stabilizer, low=low, high=high,
-                              canonizers=canon)
+                              canonizers=canon, activations=foreign_activations(model))
         with comp.context(model), gates_pass(model), transformer_rules(model, stabilizer), \
                 capture(model, layers) as acts, torch.enable_grad():
             with proportional_adds(stabilizer):

@@ -65,7 +65,7 @@ def deeplift(model: nn.Module, layer: str, x: torch.Tensor, baseline: torch.Tens
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
     # Captum hooks tensors that must require grad: parameters keep theirs here (no .grad is written).
-    with no_new_attrs(model), deeplift_rules(), deeplift_gates(model), warnings.catch_warnings():
+    with no_new_attrs(model), deeplift_rules(model), deeplift_gates(model), warnings.catch_warnings():
         hooked = [m for m in model.modules() if type(m) in SUPPORTED_NON_LINEAR]  # the modules given a rule
         warnings.simplefilter("ignore")
         with own_inputs(hooked):

@@ -60,7 +60,7 @@ def deeplift_gaps(types: Iterable[type]) -> list[str]:
     """Class names among `types` that Captum's DeepLIFT crosses by the plain gradient (module doc)."""
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
-    from neuronimp.methods.deeplift_rules import ELEMENTWISE_RULES
+    from neuronimp.methods.deeplift_rules import ELEMENTWISE_RULES, elementwise_activation
     from neuronimp.methods.lrp_canonizers import GATES
 
     out: list[str] = []
@@ -71,7 +71,8 @@ def deeplift_gaps(types: Iterable[type]) -> list[str]:
             continue
         if GATES.search(t.__name__):
             continue  # squeeze-excitation: DeepLIFT's product rule (deeplift_rules.deeplift_gates)
-        if t in SUPPORTED_NON_LINEAR or t in ELEMENTWISE_RULES or (issubclass(t, _LINEAR) and not _PRODUCT.search(t.__name__)):
+        if t in SUPPORTED_NON_LINEAR or t in ELEMENTWISE_RULES or elementwise_activation(t) or (
+                issubclass(t, _LINEAR) and not _PRODUCT.search(t.__name__)):
             continue  # Captum matches its types exactly: a subclass of nn.ReLU has no rule
         if _nonlinear(t) and t.__name__ not in out:
             out.append(t.__name__)
@@ -82,6 +83,7 @@ def lrp_gaps(types: Iterable[type]) -> list[str]:
     """Class names among `types` that zennit crosses by the gradient where that does not conserve relevance."""
     from zennit.types import Activation
 
+    from neuronimp.methods.deeplift_rules import elementwise_activation
     from neuronimp.methods.lrp_canonizers import GATES
 
     out: list[str] = []
@@ -92,6 +94,8 @@ def lrp_gaps(types: Iterable[type]) -> list[str]:
             continue
         if (issubclass(t, _LINEAR) and not _PRODUCT.search(t.__name__)) or issubclass(t, Activation):
             continue  # linear, or zennit's Pass rule (relevance unchanged)
+        if elementwise_activation(t):
+            continue  # another library's activation class: given Pass too (lrp.foreign_activations)
         if GATES.search(t.__name__):
             continue  # squeeze-excitation: the signal-take-all rule (lrp_canonizers.gates_pass)
         if issubclass(t, nn.LayerNorm) or "fused_attn" in getattr(t, "__annotations__", {}):

@@ -25,7 +25,7 @@ from neuronimp.errors import UsageError
 
 _POOL_MODULE = "torch.nn.modules.pooling"
 _ACT_NAMES = ("relu", "gelu", "silu", "swish", "mish", "sigmoid", "tanh", "elu", "hardswish", "hardsigmoid",
-              "softplus", "prelu", "selu", "celu", "quickgelu")
+              "softplus", "prelu", "selu", "celu", "quickgelu", "gelutanh", "hardmish")
 
 
 def is_activation(module: nn.Module) -> bool:

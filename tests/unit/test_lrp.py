@@ -480,3 +480,19 @@ def test_a_layer_norm_the_rule_does_not_recognise_is_refused_in_one_line() -> No
         lrp_layers(m, ["0"], x, torch.zeros(2, dtype=torch.long), "epsilon")
     assert "\n" not in str(err.value)
     assert not any(mod._forward_hooks for mod in m.modules())
+
+
+def test_other_libraries_activation_classes_pass_relevance() -> None:
+    # timm's GELU / Swish are their own classes (not torch's): zennit would cross them by the gradient, which does
+    # not conserve; they get zennit's Pass rule like torch's activations, and are not named as gaps.
+    from timm.layers import activations as ta
+
+    from neuronimp.methods.lrp import foreign_activations
+    from neuronimp.methods.rules import lrp_gaps
+
+    torch.manual_seed(8)
+    m = nn.Sequential(nn.Linear(5, 8, bias=False), ta.GELU(), nn.Linear(8, 8, bias=False), ta.Swish(),
+                      nn.Linear(8, 3, bias=False)).double().eval()
+    assert set(foreign_activations(m)) == {ta.GELU, ta.Swish} and lrp_gaps([ta.GELU, ta.Swish]) == []
+    x = torch.randn(4, 5, dtype=torch.float64)
+    assert _worst_relative_error(m, ["0", "2"], x, "epsilon") < 1e-6

@@ -316,11 +316,18 @@ def test_deeplift_names_the_modules_it_has_no_rule_for() -> None:
     assert over and "LayerNorm, GroupNorm have no rule of this method" in over[0]  # summation-to-delta misses
 
 
-@pytest.mark.parametrize("act", [nn.SiLU, nn.Hardswish, nn.GELU, nn.Mish, nn.Hardsigmoid, nn.ReLU6])
+def _timm_acts() -> list[type[nn.Module]]:
+    from timm.layers import activations as ta
+
+    return [ta.GELU, ta.Swish, ta.HardSwish, ta.GELUTanh]
+
+
+@pytest.mark.parametrize("act", [nn.SiLU, nn.Hardswish, nn.GELU, nn.Mish, nn.Hardsigmoid, nn.ReLU6, *_timm_acts()])
 def test_deeplift_rescale_rule_on_every_elementwise_activation(act: type[nn.Module]) -> None:
     # Linear -> act -> Linear, scored at the first Linear's output z: the rescale rule gives unit j the
     # contribution W2[t, j] * (act(z_j) - act(z'_j)) (Shrikumar et al. 2017, eq. 3 with m = delta act / delta z),
-    # and they sum to F(x) - F(x') exactly. Captum alone crosses these activations by the gradient.
+    # and they sum to F(x) - F(x') exactly. Captum alone crosses these activations by the gradient; timm's own
+    # activation classes (not subclasses of torch's) get the rule by their class name.
     torch.manual_seed(6)
     m = nn.Sequential(nn.Linear(4, 8), act(), nn.Linear(8, 3)).double().eval()
     x, b = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64) * 0.3
