@@ -98,13 +98,21 @@ def lrp_gaps(types: Iterable[type]) -> list[str]:
             continue  # another library's activation class: given Pass too (lrp.foreign_activations)
         if GATES.search(t.__name__):
             continue  # squeeze-excitation: the signal-take-all rule (lrp_canonizers.gates_pass)
-        if issubclass(t, nn.LayerNorm) or "fused_attn" in getattr(t, "__annotations__", {}):
+        if issubclass(t, nn.LayerNorm) or _fused_attention(t):
             continue  # the LN- and AH-rules (lrp_transformer.py; timm's Attention run through SDPA)
         if issubclass(t, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)):
             continue  # winner takes all: the gradient conserves
         if _nonlinear(t) and t.__name__ not in out:
             out.append(t.__name__)
     return out
+
+
+def _fused_attention(t: type) -> bool:
+    """A timm-style attention class with a `fused_attn` switch (declared, or set in its __init__), which
+    `lrp_transformer.transformer_rules` turns on so that it runs F.scaled_dot_product_attention."""
+    init = getattr(t, "__init__", None)
+    names = getattr(getattr(init, "__code__", None), "co_names", ())
+    return "fused_attn" in getattr(t, "__annotations__", {}) or "fused_attn" in names
 
 
 def gap_note(method: str, layer: str, names: list[str], finder: Callable[..., list[str]]) -> str:
