@@ -29,7 +29,7 @@ from neuronimp.methods.baselines import make_baseline
 from neuronimp.methods.selectivity import layer_statistics
 from neuronimp.methods.targets import target_classes
 from neuronimp.models import ModelBundle, canonicalise, create_model, resolve_layer
-from neuronimp.models.canonical import check_call_sites, split_call_sites
+from neuronimp.models.canonical import split_call_sites
 
 __all__ = ["ablate", "create_model", "delete", "run", "score", "select", "wrap"]
 
@@ -43,8 +43,7 @@ def wrap(module: nn.Module, input_shape: tuple[int, ...], *, num_classes: int | 
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.get_default_dtype()
     device = param.device if param is not None else torch.device("cpu")
     example = torch.zeros((1, *input_shape), dtype=dtype, device=device)
-    model = split_call_sites(model, example).eval()
-    check_call_sites(model, example, name)
+    model = split_call_sites(model, example, name).eval()
     if num_classes is None:
         with torch.no_grad():
             num_classes = int(model(example).shape[1])

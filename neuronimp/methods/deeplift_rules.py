@@ -12,12 +12,11 @@ Captum gives its rescale rule (`deep_lift.nonlinear`: m = (f(x) - f(x')) / (x - 
 |x - x'| < eps; Shrikumar et al. 2017 sec. 3.5.1) only to ReLU, ELU, LeakyReLU, Sigmoid, Tanh, Softplus and
 Softmax, and crosses any other activation by its plain gradient, so on SiLU / Hardswish / GELU networks the
 contributions missed F(x) - F(x') by 11 % to 170 % (issue 13). The rescale rule holds for any element-wise
-function of one input, so `ELEMENTWISE_RULES` hands Captum's own `nonlinear` to the other element-wise
-activations of torch (SiLU, Hardswish, Hardsigmoid, GELU, Mish, ReLU6, Hardtanh, SELU, CELU, Softsign,
-LogSigmoid, Tanhshrink, Softshrink, Hardshrink). Products of two functions of the input (squeeze-excitation
-gates, attention) stay without a rule and are named by `rules.deeplift_gaps`. Activation classes of other
-libraries (timm's GELU, Swish, HardSwish ...) get the same rule, by their class name
-(`elementwise_activation`), for the types the model holds.
+function of one input, so `deeplift_rules` hands Captum's own `nonlinear` to every other element-wise
+activation type the model holds (`elementwise_activation`: torch's SiLU, Hardswish, Hardsigmoid, GELU, Mish,
+ReLU6, Hardtanh, SELU, CELU, Softsign, ... and other libraries' classes by name, timm's GELU, Swish, HardSwish
+...). Products of two functions of the input (squeeze-excitation gates: `deeplift_gates`; attention) are not
+element-wise; attention stays without a rule and is named by `rules.deeplift_gaps`.
 
 `SUPPORTED_NON_LINEAR` is Captum's module-level table (global state, like a hook): `adding_maxpool_rules`
 patches it only inside a `with` block and restores it in `finally`, so plain Captum calls elsewhere are
@@ -72,10 +71,6 @@ ADDING_RULES: dict[type[nn.Module], Callable[..., torch.Tensor]] = {
 }
 
 
-_ELEMENTWISE = (nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.GELU, nn.Mish, nn.ReLU6, nn.Hardtanh, nn.SELU, nn.CELU,
-                nn.Softsign, nn.LogSigmoid, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink)
-
-
 def _rescale(*args: object, **kwargs: object) -> torch.Tensor:
     """Captum's rescale rule `deep_lift.nonlinear` (imported on use: Captum loads only when DeepLIFT runs)."""
     from captum.attr._core import deep_lift
@@ -83,7 +78,6 @@ def _rescale(*args: object, **kwargs: object) -> torch.Tensor:
     return deep_lift.nonlinear(*args, **kwargs)
 
 
-ELEMENTWISE_RULES: dict[type[nn.Module], Callable[..., torch.Tensor]] = {t: _rescale for t in _ELEMENTWISE}
 _NOT_ELEMENTWISE = (nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.Softmax2d, nn.GLU, nn.MultiheadAttention)
 
 
@@ -106,15 +100,15 @@ def adding_maxpool_rules() -> Iterator[None]:
 
 
 @contextmanager
-def deeplift_rules(model: nn.Module | None = None) -> Iterator[None]:
+def deeplift_rules(model: nn.Module) -> Iterator[None]:
     """While active, Captum's DeepLIFT uses the adding max-pool rules and the rescale rule on every element-wise
-    activation (module doc), also on the activation classes of other libraries that `model` holds (matched by
-    exact type, as Captum matches); the previous entries come back after."""
+    activation type `model` holds that Captum has no rule for (module doc; matched by exact type, as Captum
+    matches); the previous entries come back after."""
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
-    found = {type(m) for m in model.modules()} if model is not None else set()
-    extra = {t: _rescale for t in found if elementwise_activation(t) and t not in SUPPORTED_NON_LINEAR}
-    with _patched({**ELEMENTWISE_RULES, **extra, **ADDING_RULES}):
+    found = dict.fromkeys(type(m) for m in model.modules())
+    rescale = {t: _rescale for t in found if elementwise_activation(t) and t not in SUPPORTED_NON_LINEAR}
+    with _patched({**rescale, **ADDING_RULES}):
         yield
 
 

@@ -32,10 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
-
-def _stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
-    """z + eps * sign(z) (sign 1 at 0): zennit's `stabilize`."""
-    return z + eps * ((z >= 0).to(z) * 2 - 1)
+from neuronimp.methods.lrp_canonizers import _stabilize
 
 
 class _Linearised(torch.autograd.Function):

@@ -60,7 +60,7 @@ def deeplift_gaps(types: Iterable[type]) -> list[str]:
     """Class names among `types` that Captum's DeepLIFT crosses by the plain gradient (module doc)."""
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 
-    from neuronimp.methods.deeplift_rules import ELEMENTWISE_RULES, elementwise_activation
+    from neuronimp.methods.deeplift_rules import elementwise_activation
     from neuronimp.methods.lrp_canonizers import GATES
 
     out: list[str] = []
@@ -71,7 +71,7 @@ def deeplift_gaps(types: Iterable[type]) -> list[str]:
             continue
         if GATES.search(t.__name__):
             continue  # squeeze-excitation: DeepLIFT's product rule (deeplift_rules.deeplift_gates)
-        if t in SUPPORTED_NON_LINEAR or t in ELEMENTWISE_RULES or elementwise_activation(t) or (
+        if t in SUPPORTED_NON_LINEAR or elementwise_activation(t) or (
                 issubclass(t, _LINEAR) and not _PRODUCT.search(t.__name__)):
             continue  # Captum matches its types exactly: a subclass of nn.ReLU has no rule
         if _nonlinear(t) and t.__name__ not in out:

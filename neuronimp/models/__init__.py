@@ -12,7 +12,7 @@ from typing import Any
 from neuronimp.errors import UsageError
 from neuronimp.models import inception, inception_v3, kim_cnn, small, timm_models  # noqa: F401  (register)
 from neuronimp.models.bundle import MODELS, LayerInfo, ModelBundle, checkpoint_module
-from neuronimp.models.canonical import canonicalise, check_call_sites, split_call_sites
+from neuronimp.models.canonical import canonicalise, split_call_sites
 from neuronimp.models.layers import example_input, list_layers, resolve_layer
 from neuronimp.models.timm_models import TIMM_PREFIX, timm_model
 from neuronimp.models.user import announce_user_code, user_code_notice, user_model
@@ -60,6 +60,5 @@ def create_model(name: str, weights: str = "none", num_classes: int | None = Non
         canonicalise(bundle.embed)
         bundle.embed.eval()
     if foreign:  # code we did not write may call one activation module twice (e.g. torchvision's ResNet)
-        bundle.model = split_call_sites(bundle.model, example_input(bundle)).eval()
-        check_call_sites(bundle.model, example_input(bundle), bundle.name)
+        bundle.model = split_call_sites(bundle.model, example_input(bundle), bundle.name).eval()
     return bundle

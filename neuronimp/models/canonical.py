@@ -124,17 +124,21 @@ def shared_inputs(model: nn.Module) -> list[str]:
     return out
 
 
-def split_call_sites(model: nn.Module, example: torch.Tensor) -> nn.Module:
+def split_call_sites(model: nn.Module, example: torch.Tensor, name: str = "model") -> nn.Module:
     """One module per call site: every activation/pool called k > 1 times is given k - 1 copies.
 
     The parent whose forward calls it is traced with torch.fx; the 2nd, 3rd ... `call_module` node of that
     module then calls `<name>_site2`, `<name>_site3` ... (deep copies, same parameters' values), and the parent is
     replaced by the resulting GraphModule, which keeps every other submodule under its old name (checkpoints and
-    layer names are unchanged). A parent fx cannot trace is left as it is (`check_call_sites` then refuses it).
+    layer names are unchanged). A parent fx cannot trace is left as it is, and the model is refused
+    (`check_call_sites`, UsageError naming the call sites). One forward pass when nothing is shared, two else.
     Returns the model (a new object only when the root itself had to be traced).
     """
     repeated = [k for k, v in call_counts(model, example).items() if v > 1]
-    parents = sorted({k.rpartition(".")[0] for k in repeated}, key=lambda p: -p.count("."))
+    if not repeated:
+        return model
+    # deepest parents first, the root (path "") last: tracing the root inlines its custom blocks
+    parents = sorted({k.rpartition(".")[0] for k in repeated}, key=lambda p: (p == "", -p.count(".")))
     for path in parents:
         parent = model.get_submodule(path) if path else model
         try:
@@ -162,7 +166,9 @@ def split_call_sites(model: nn.Module, example: torch.Tensor) -> nn.Module:
         gm.recompile()
         gm.train(parent.training)
         if not path:
-            return gm
+            model = gm
+            continue
         grand, _, leaf = path.rpartition(".")
         setattr(model.get_submodule(grand) if grand else model, leaf, gm)
+    check_call_sites(model, example, name)
     return model
